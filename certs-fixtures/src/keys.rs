@@ -1,0 +1,105 @@
+//! Key generation and the signing side of a CA.
+
+use der::asn1::BitString;
+use pkcs8::EncodePrivateKey;
+use rand_chacha::ChaCha20Rng;
+use rsa::RsaPrivateKey;
+use sha2::Sha256;
+use signature::{SignatureEncoding, Signer};
+use spki::{
+    AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, SignatureBitStringEncoding,
+    SubjectPublicKeyInfoOwned,
+};
+use zeroize::Zeroizing;
+
+use crate::error::{crypto, Error};
+use crate::spec::KeyType;
+
+/// A private key able to sign certificates and CRLs.
+pub(crate) enum SigningKey {
+    /// RSA, PKCS#1 v1.5 with SHA-256 (deterministic).
+    Rsa(Box<rsa::pkcs1v15::SigningKey<Sha256>>),
+    /// ECDSA P-256 with SHA-256 and RFC 6979 nonces (deterministic).
+    P256(p256::ecdsa::SigningKey),
+}
+
+impl SigningKey {
+    /// The signatureAlgorithm this key produces.
+    pub(crate) fn algorithm(&self) -> Result<AlgorithmIdentifierOwned, spki::Error> {
+        match self {
+            SigningKey::Rsa(k) => k.signature_algorithm_identifier(),
+            SigningKey::P256(k) => k.signature_algorithm_identifier(),
+        }
+    }
+
+    /// Signs `msg` and encodes the signature as an X.509 BIT STRING.
+    pub(crate) fn sign(&self, msg: &[u8]) -> Result<BitString, Error> {
+        let bits = match self {
+            SigningKey::Rsa(k) => {
+                let sig: rsa::pkcs1v15::Signature =
+                    k.try_sign(msg).map_err(|e| crypto("RSA signature", e))?;
+                BitString::from_bytes(&sig.to_bytes())
+            }
+            SigningKey::P256(k) => {
+                let sig: p256::ecdsa::DerSignature =
+                    k.try_sign(msg).map_err(|e| crypto("ECDSA signature", e))?;
+                sig.to_bitstring()
+            }
+        };
+        bits.map_err(|e| crypto("signature encoding", e))
+    }
+}
+
+/// A freshly generated key: its signing half, its public key and its
+/// PKCS#8 encoding.
+pub(crate) struct KeyPair {
+    pub(crate) key_type: KeyType,
+    pub(crate) signer: SigningKey,
+    pub(crate) spki: SubjectPublicKeyInfoOwned,
+    pub(crate) pkcs8_der: Zeroizing<Vec<u8>>,
+}
+
+/// Generates a key of `key_type` from `rng`; `what` names the object in
+/// errors.
+pub(crate) fn generate(
+    key_type: KeyType,
+    rng: &mut ChaCha20Rng,
+    what: &str,
+) -> Result<KeyPair, Error> {
+    match key_type.rsa_bits() {
+        Some(bits) => {
+            let key = RsaPrivateKey::new(rng, bits).map_err(|e| crypto(what, e))?;
+            let pkcs8_der = Zeroizing::new(
+                key.to_pkcs8_der()
+                    .map_err(|e| crypto(what, e))?
+                    .as_bytes()
+                    .to_vec(),
+            );
+            let spki = SubjectPublicKeyInfoOwned::from_key(key.to_public_key())
+                .map_err(|e| crypto(what, e))?;
+            Ok(KeyPair {
+                key_type,
+                signer: SigningKey::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new(key))),
+                spki,
+                pkcs8_der,
+            })
+        }
+        None => {
+            let key = p256::SecretKey::random(rng);
+            let pkcs8_der = Zeroizing::new(
+                key.to_pkcs8_der()
+                    .map_err(|e| crypto(what, e))?
+                    .as_bytes()
+                    .to_vec(),
+            );
+            let spki = SubjectPublicKeyInfoOwned::from_key(key.public_key())
+                .map_err(|e| crypto(what, e))?;
+            Ok(KeyPair {
+                key_type,
+                signer: SigningKey::P256(p256::ecdsa::SigningKey::from(&key)),
+                spki,
+                pkcs8_der,
+            })
+        }
+    }
+}
