@@ -1,1 +1,391 @@
-//! Shared helpers for the integration tests.
+//! Harness for integration tests against the real peers.
+//!
+//! [`PcscEnv`] starts a private pcscd in its own mount and network
+//! namespace (`unshare -m -n`): its own `/run/pcscd`, its own loopback, and
+//! its own `/etc/reader.conf.d`, so tests run in parallel without port
+//! clashes and never touch the machine's pcscd. Commands run inside it with
+//! `nsenter`. OpenSC's file cache is off (`OPENSC_CONF`).
+//!
+//! A missing peer is a test **failure** with a message saying what to
+//! install — never a skip.
+#![forbid(unsafe_code)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The OpenSC PKCS#11 module.
+pub const OPENSC_PKCS11: &str = "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so";
+/// vsmartcard's pcscd driver.
+pub const VPCD_DRIVER: &str = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so";
+/// libccid's serial driver.
+pub const CCIDTWIN_DRIVER: &str = "/usr/lib/pcsc/drivers/serial/libccidtwin.so";
+
+/// Fails the test unless every listed program or file exists.
+pub fn require_peers(what: &[&str]) {
+    let mut missing = Vec::new();
+    for w in what {
+        let found = if w.starts_with('/') {
+            Path::new(w).exists()
+        } else {
+            Command::new("sh")
+                .args(["-c", &format!("command -v {w}")])
+                .stdout(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false)
+        };
+        if !found {
+            missing.push(*w);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "missing peer(s) {missing:?}: install them with `apt-get install pcscd vsmartcard-vpcd opensc \
+         opensc-pkcs11 libccid` (./run-tests does this)"
+    );
+}
+
+fn require_root() {
+    let out = Command::new("id").arg("-u").output().expect("id -u");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "0",
+        "these tests start a private pcscd with unshare/nsenter and must run as root"
+    );
+}
+
+/// Path of the `vcac` binary, built once per test run with the same
+/// profile as the tests.
+pub fn vcac_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        let release = !cfg!(debug_assertions);
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(&root)
+            .args(["build", "-q", "-p", "ccid", "--bin", "vcac"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().expect("run cargo build for vcac");
+        assert!(status.success(), "cargo build -p ccid --bin vcac failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| root.join("target"));
+        let bin = target
+            .join(if release { "release" } else { "debug" })
+            .join("vcac");
+        assert!(bin.exists(), "{} was not built", bin.display());
+        bin
+    })
+}
+
+/// A reader pcscd should load.
+#[derive(Clone, Debug)]
+pub enum ReaderConf {
+    /// vsmartcard's vpcd listening on `port` (slot 0) and `port + 1`.
+    Vpcd {
+        /// Base port.
+        port: u16,
+    },
+    /// libccid's serial driver on a device path (e.g. a pty symlink).
+    CcidTwin {
+        /// Device path.
+        device: PathBuf,
+        /// Reader type suffix (`GemPCTwin`, `SEC1210URT`, ...).
+        reader: String,
+    },
+}
+
+/// A private pcscd and its namespace.
+pub struct PcscEnv {
+    pcscd: Child,
+    pid: u32,
+    dir: tempfile::TempDir,
+    children: Vec<Child>,
+}
+
+impl PcscEnv {
+    /// Starts pcscd with the default vpcd reader (ports 35963/35964).
+    pub fn vpcd() -> PcscEnv {
+        PcscEnv::start(&[ReaderConf::Vpcd { port: 35963 }])
+    }
+
+    /// Starts pcscd with these readers, and waits until it answers.
+    pub fn start(readers: &[ReaderConf]) -> PcscEnv {
+        require_root();
+        require_peers(&[
+            "pcscd",
+            "unshare",
+            "nsenter",
+            "ip",
+            "opensc-tool",
+            "pkcs11-tool",
+            OPENSC_PKCS11,
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let conf_dir = dir.path().join("reader.conf.d");
+        std::fs::create_dir(&conf_dir).unwrap();
+        for (i, r) in readers.iter().enumerate() {
+            let text = match r {
+                ReaderConf::Vpcd { port } => {
+                    require_peers(&[VPCD_DRIVER]);
+                    format!(
+                        "FRIENDLYNAME \"Virtual PCD\"\nDEVICENAME /dev/null:0x{port:04X}\nLIBPATH {VPCD_DRIVER}\nCHANNELID 0x{port:04X}\n"
+                    )
+                }
+                ReaderConf::CcidTwin { device, reader } => {
+                    require_peers(&[CCIDTWIN_DRIVER]);
+                    format!(
+                        "FRIENDLYNAME \"vcac serial\"\nDEVICENAME {}:{reader}\nLIBPATH {CCIDTWIN_DRIVER}\n",
+                        device.display()
+                    )
+                }
+            };
+            std::fs::write(conf_dir.join(format!("reader{i}")), text).unwrap();
+        }
+        std::fs::write(
+            dir.path().join("opensc.conf"),
+            "app default {\n  framework pkcs15 { use_file_caching = false; }\n}\n",
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("pcscd.log")).unwrap();
+        let script = format!(
+            "mkdir -p /run/pcscd && mount -t tmpfs none /run/pcscd && mount --bind {} /etc/reader.conf.d \
+             && ip link set lo up && exec pcscd -f -a -d",
+            conf_dir.display()
+        );
+        let pcscd = Command::new("unshare")
+            .args([
+                "--mount",
+                "--net",
+                "--propagation",
+                "private",
+                "--",
+                "sh",
+                "-c",
+                &script,
+            ])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start pcscd with unshare");
+        let pid = pcscd.id();
+        let mut env = PcscEnv {
+            pcscd,
+            pid,
+            dir,
+            children: Vec::new(),
+        };
+        env.wait_until(Duration::from_secs(10), "pcscd to answer", |env| {
+            env.command("opensc-tool")
+                .arg("-l")
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false)
+        });
+        env
+    }
+
+    /// The temporary directory of this environment (logs, configs).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// pcscd's log so far (APDUs and driver messages), for failure reports.
+    pub fn pcscd_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pcscd.log")).unwrap_or_default()
+    }
+
+    /// A command that runs inside the namespace.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.args(["-t", &self.pid.to_string(), "-m", "-n", "--"])
+            .arg(program)
+            .env("OPENSC_CONF", self.dir.path().join("opensc.conf"));
+        cmd
+    }
+
+    /// Runs a command inside the namespace and returns its output.
+    pub fn run(&self, program: &str, args: &[&str]) -> Output {
+        self.command(program).args(args).output().unwrap()
+    }
+
+    /// Runs a command that must succeed; returns its stdout. On failure the
+    /// panic carries stdout, stderr and pcscd's log tail.
+    pub fn ok(&self, program: &str, args: &[&str]) -> String {
+        let out = self.run(program, args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if !out.status.success() {
+            let log = self.pcscd_log();
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(40)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            panic!(
+                "{program} {args:?} failed ({}):\n--- stdout\n{stdout}\n--- stderr\n{}\n--- pcscd log tail\n{tail}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        stdout
+    }
+
+    /// Runs `pkcs11-tool --module opensc-pkcs11.so ARGS`, which must succeed.
+    pub fn pkcs11(&self, args: &[&str]) -> String {
+        let mut all = vec!["--module", OPENSC_PKCS11];
+        all.extend_from_slice(args);
+        self.ok("pkcs11-tool", &all)
+    }
+
+    /// Starts `vcac ARGS` inside the namespace; it is killed (SIGTERM) when
+    /// the environment drops.
+    pub fn spawn_vcac(&mut self, args: &[&str]) -> &mut Child {
+        let log = std::fs::File::create(
+            self.dir
+                .path()
+                .join(format!("vcac{}.log", self.children.len())),
+        )
+        .unwrap();
+        let child = self
+            .command(vcac_bin())
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+        self.children.last_mut().unwrap()
+    }
+
+    /// Process ID of the `n`-th vcac started.
+    pub fn vcac_pid(&self, n: usize) -> u32 {
+        self.children[n].id()
+    }
+
+    /// Waits for the `n`-th vcac to exit and returns its status.
+    pub fn wait_vcac_exit(&mut self, n: usize, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.children[n].try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "vcac did not exit within {timeout:?}:\n{}",
+                self.vcac_log(n)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Output of the `n`-th vcac started so far.
+    pub fn vcac_log(&self, n: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("vcac{n}.log"))).unwrap_or_default()
+    }
+
+    /// Polls `check` every 50 ms until it holds or `timeout` passes (panic).
+    pub fn wait_until(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut check: impl FnMut(&mut PcscEnv) -> bool,
+    ) {
+        let start = Instant::now();
+        while !check(self) {
+            if let Ok(Some(status)) = self.pcscd.try_wait() {
+                panic!(
+                    "pcscd exited ({status}) while waiting for {what}:\n{}",
+                    self.pcscd_log()
+                );
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "timed out after {timeout:?} waiting for {what}\n--- pcscd log\n{}\n--- vcac log\n{}",
+                self.pcscd_log(),
+                self.vcac_log(self.children.len().saturating_sub(1))
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until `opensc-tool -l` shows a card in reader number `index`.
+    pub fn wait_for_card(&mut self, index: usize) {
+        self.wait_until(
+            Duration::from_secs(20),
+            &format!("a card in reader {index}"),
+            |env| {
+                let out = env.run("opensc-tool", &["-l"]);
+                let text = String::from_utf8_lossy(&out.stdout);
+                text.lines()
+                    .filter_map(|l| {
+                        l.split_whitespace()
+                            .collect::<Vec<_>>()
+                            .get(..2)
+                            .map(|v| (v[0].to_owned(), v[1].to_owned()))
+                    })
+                    .any(|(nr, card)| nr == index.to_string() && card == "Yes")
+            },
+        );
+    }
+}
+
+impl Drop for PcscEnv {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+        for c in &mut self.children {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = self.pcscd.kill();
+        let _ = self.pcscd.wait();
+    }
+}
+
+/// Converts a PEM certificate file to DER with openssl.
+pub fn pem_to_der(pem: &Path) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(pem)
+        .output()
+        .expect("run openssl");
+    assert!(out.status.success(), "openssl x509 {}", pem.display());
+    out.stdout
+}
+
+/// Writes the embedded default card directory into `dir`.
+pub fn write_default_card(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (name, bytes) in certs_fixtures::default_card::files() {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}

@@ -1,0 +1,175 @@
+//! OpenSC reads the virtual CAC through the real pcscd and vsmartcard's
+//! vpcd driver.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
+
+use std::path::Path;
+
+use vcac_tests::{pem_to_der, write_default_card, PcscEnv};
+
+/// `pkcs11-tool --read-object` for ids 0001.. returns exactly `dir/idN.pem`.
+fn assert_certificates_read_back(env: &PcscEnv, dir: &Path, count: usize) {
+    for i in 0..count {
+        let out = env.dir().join(format!("read{i}.der"));
+        let id = format!("{:04X}", i + 1);
+        env.pkcs11(&[
+            "--read-object",
+            "--type",
+            "cert",
+            "--id",
+            &id,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        let got = std::fs::read(&out).unwrap();
+        let want = pem_to_der(&dir.join(format!("id{i}.pem")));
+        assert_eq!(got, want, "certificate {id} differs from id{i}.pem");
+    }
+}
+
+#[test]
+fn opensc_binds_the_cac_driver_and_reads_the_default_card() {
+    let mut env = PcscEnv::vpcd();
+    env.spawn_vcac(&["serve"]);
+    env.wait_for_card(0);
+
+    // The CAC driver binds (not PIV, not the default driver).
+    let name = env.ok("opensc-tool", &["-r", "0", "-n"]);
+    assert_eq!(name.trim(), "Common Access Card (CAC)");
+    let atr = env.ok("opensc-tool", &["-r", "0", "-a"]);
+    assert_eq!(atr.trim(), "3b:7a:18:00:00:73:66:74:65:20:63:64:31:34:34");
+
+    let dump = env.ok("pkcs15-tool", &["--dump"]);
+    // Token label from the first certificate's CN.
+    assert!(
+        dump.contains("PKCS#15 Card [DOE.JOHN.Q.1234567890]"),
+        "{dump}"
+    );
+    assert_eq!(dump.matches("X.509 Certificate [").count(), 3, "{dump}");
+    for label in [
+        "CAC ID Certificate",
+        "CAC Email Signature Certificate",
+        "CAC Email Encryption Certificate",
+    ] {
+        assert!(
+            dump.contains(&format!("X.509 Certificate [{label}]")),
+            "{label}\n{dump}"
+        );
+    }
+
+    // Card serial (from the CCC's CUID) is the one vcac printed.
+    let serial = env.ok("opensc-tool", &["-r", "0", "--serial"]);
+    let log = env.vcac_log(0);
+    let printed = log
+        .split("(serial ")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
+    let shown: String = serial
+        .split_whitespace()
+        .take_while(|w| w.len() == 2)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    assert_eq!(shown, printed, "{serial}");
+
+    let dir = env.dir().join("default");
+    write_default_card(&dir);
+    assert_certificates_read_back(&env, &dir, 3);
+}
+
+#[test]
+fn t1_atr_and_compressed_certificates() {
+    // With a T=1 ATR OpenSC sends Le; compressed certificates are inflated
+    // by OpenSC and must still equal the provisioned DER.
+    let mut env = PcscEnv::vpcd();
+    let dir = env.dir().join("card");
+    write_default_card(&dir);
+    let toml = std::fs::read_to_string(dir.join("card.toml")).unwrap();
+    let toml = toml
+        .replace(
+            "atr = \"3B7A18000073667465206364313434\"",
+            "atr = \"3B800181\"",
+        )
+        .replace("key = \"id0.key\"", "key = \"id0.key\"\ncompress = true")
+        .replace("key = \"id2.key\"", "key = \"id2.key\"\ncompress = true");
+    std::fs::write(dir.join("card.toml"), toml).unwrap();
+    env.spawn_vcac(&["serve", "--card", dir.to_str().unwrap()]);
+    env.wait_for_card(0);
+    let atr = env.ok("opensc-tool", &["-r", "0", "-a"]);
+    assert_eq!(atr.trim(), "3b:80:01:81");
+    assert_eq!(
+        env.ok("opensc-tool", &["-r", "0", "-n"]).trim(),
+        "Common Access Card (CAC)"
+    );
+    assert_certificates_read_back(&env, &dir, 3);
+}
+
+#[test]
+fn a_provisioned_directory_is_served_byte_identical() {
+    let mut env = PcscEnv::vpcd();
+    let dir = env.dir().join("d");
+    let out = std::process::Command::new(vcac_tests::vcac_bin())
+        .args([
+            "provision",
+            "--out",
+            dir.to_str().unwrap(),
+            "--seed",
+            "7",
+            "--pin",
+            "24681357",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.spawn_vcac(&["serve", "--card", dir.to_str().unwrap()]);
+    env.wait_for_card(0);
+    assert_certificates_read_back(&env, &dir, 3);
+    // The provisioned PIN works, the default one does not.
+    env.pkcs11(&["--login", "--pin", "24681357", "-O"]);
+    let bad = env.run(
+        "pkcs11-tool",
+        &[
+            "--module",
+            vcac_tests::OPENSC_PKCS11,
+            "--login",
+            "--pin",
+            "12345678",
+            "-O",
+        ],
+    );
+    assert!(!bad.status.success());
+}
+
+#[test]
+fn serve_stops_cleanly_on_sigterm_and_pcscd_sees_the_removal() {
+    let mut env = PcscEnv::vpcd();
+    env.spawn_vcac(&["serve"]);
+    env.wait_for_card(0);
+    let log = env.vcac_log(0);
+    assert!(log.contains("PIN 12345678"), "serve prints the PIN: {log}");
+    let pid = env.vcac_pid(0).to_string();
+    env.ok("kill", &["-TERM", &pid]);
+    env.wait_until(
+        std::time::Duration::from_secs(10),
+        "the card to be removed",
+        |env| {
+            let out = env.run("opensc-tool", &["-l"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.lines().any(|l| l.starts_with("0    No"))
+        },
+    );
+    let status = env.wait_vcac_exit(0, std::time::Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    assert!(env.vcac_log(0).contains("stopped"));
+}
