@@ -62,8 +62,9 @@ fn require_root() {
     );
 }
 
-/// Path of the `vcac` binary, built once per test run with the same
-/// profile as the tests.
+/// Path of the `vcac` binary (with the `openssl` feature), built once per
+/// test run with the same profile as the tests, and copied aside so that a
+/// concurrent `cargo build` cannot swap it for one without the feature.
 pub fn vcac_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -72,23 +73,54 @@ pub fn vcac_bin() -> &'static Path {
             .unwrap()
             .to_path_buf();
         let release = !cfg!(debug_assertions);
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(&root)
-            .args(["build", "-q", "-p", "ccid", "--bin", "vcac"]);
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build for vcac");
-        assert!(status.success(), "cargo build -p ccid --bin vcac failed");
         let target = std::env::var("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|_| root.join("target"));
-        let bin = target
+        let built = target
             .join(if release { "release" } else { "debug" })
             .join("vcac");
-        assert!(bin.exists(), "{} was not built", bin.display());
-        bin
+        let copy = target.join(format!("vcac-integration-{}", std::process::id()));
+        // Copies left by earlier test processes that have exited.
+        for entry in std::fs::read_dir(&target).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("vcac-integration-") {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        for _ in 0..3 {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.current_dir(&root).args([
+                "build",
+                "-q",
+                "-p",
+                "ccid",
+                "--bin",
+                "vcac",
+                "--features",
+                "openssl",
+            ]);
+            if release {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("run cargo build for vcac");
+            assert!(
+                status.success(),
+                "cargo build -p ccid --bin vcac --features openssl failed"
+            );
+            std::fs::copy(&built, &copy)
+                .unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+            let version = Command::new(&copy).arg("--version").output().unwrap();
+            if String::from_utf8_lossy(&version.stdout).contains("openssl") {
+                return copy;
+            }
+        }
+        panic!(
+            "{} keeps being rebuilt without the openssl feature",
+            built.display()
+        );
     })
 }
 

@@ -173,3 +173,80 @@ fn serve_stops_cleanly_on_sigterm_and_pcscd_sees_the_removal() {
     assert!(status.success(), "{status}");
     assert!(env.vcac_log(0).contains("stopped"));
 }
+
+#[test]
+fn two_cards_in_two_vpcd_slots_are_distinct_to_opensc() {
+    let mut env = PcscEnv::vpcd();
+    let mut dirs = Vec::new();
+    for (name, seed) in [("a", "21"), ("b", "22")] {
+        let dir = env.dir().join(name);
+        let out = std::process::Command::new(vcac_tests::vcac_bin())
+            .args([
+                "provision",
+                "--out",
+                dir.to_str().unwrap(),
+                "--seed",
+                seed,
+                "--name",
+                &format!("CARD.{name}"),
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dirs.push(dir);
+    }
+    env.spawn_vcac(&[
+        "serve",
+        "--card",
+        dirs[0].to_str().unwrap(),
+        "--card",
+        dirs[1].to_str().unwrap(),
+    ]);
+    env.wait_for_card(0);
+    env.wait_for_card(1);
+    let serial = |r: &str| env.ok("opensc-tool", &["-r", r, "--serial"]);
+    let (s0, s1) = (serial("0"), serial("1"));
+    assert_ne!(s0, s1, "two cards must not share a serial");
+    // Each slot's token carries its own card's certificates.
+    let slots = env.pkcs11(&["-L"]);
+    assert!(
+        slots.contains("CARD.a") && slots.contains("CARD.b"),
+        "{slots}"
+    );
+    for (slot, dir) in [("0", &dirs[0]), ("1", &dirs[1])] {
+        for i in 0..3 {
+            let out = env.dir().join(format!("s{slot}c{i}.der"));
+            let id = format!("{:04X}", i + 1);
+            env.pkcs11(&[
+                "--slot-index",
+                slot,
+                "--read-object",
+                "--type",
+                "cert",
+                "--id",
+                &id,
+                "-o",
+                out.to_str().unwrap(),
+            ]);
+            assert_eq!(
+                std::fs::read(&out).unwrap(),
+                pem_to_der(&dir.join(format!("id{i}.pem"))),
+                "slot {slot} id {id}"
+            );
+        }
+    }
+}
+
+#[test]
+fn slot_option_picks_the_vpcd_slot() {
+    let mut env = PcscEnv::vpcd();
+    env.spawn_vcac(&["serve", "--slot", "1"]);
+    env.wait_for_card(1);
+    let list = env.ok("opensc-tool", &["-l"]);
+    assert!(list.lines().any(|l| l.starts_with("0    No")), "{list}");
+    assert!(env.vcac_log(0).contains("127.0.0.1:35964"));
+}

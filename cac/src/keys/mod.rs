@@ -17,10 +17,10 @@
 //! | backend | feature | what it is |
 //! |---|---|---|
 //! | [`RustCrypto`] | `rustcrypto` (default) | `rsa` with blinding and CRT precomputed at load; `p256` |
+//! | `openssl::OpenSsl` | `openssl` | the system's OpenSSL libcrypto (RSA only), ~4× faster |
 //! | `insecure::InsecureTestBackend` | `insecure-test-backend` | deterministic, **insecure**, for fuzzing only |
 //!
-//! Any other implementation of [`KeyBackend`] plugs in the same way
-//! (`ccid` offers an OpenSSL one behind its `openssl` feature).
+//! Any other implementation of [`KeyBackend`] plugs in the same way.
 
 use core::fmt;
 use std::sync::Arc;
@@ -30,6 +30,8 @@ use zeroize::Zeroizing;
 
 #[cfg(feature = "insecure-test-backend")]
 pub mod insecure;
+#[cfg(feature = "openssl")]
+pub mod openssl;
 #[cfg(feature = "rustcrypto")]
 mod rustcrypto;
 #[cfg(feature = "rustcrypto")]
