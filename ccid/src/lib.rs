@@ -11,6 +11,11 @@
 //!
 //! * [`vpcd`]: a client for vsmartcard's pcscd driver (`vsmartcard-vpcd`).
 //! * [`card_dir`]: loading a card from `card.toml` and its files.
+//! * [`device`]: the USB CCID reader as a sans-IO device model a VMM embeds.
+//! * [`serial`]: that reader on a pty, for libccid's serial driver
+//!   (`libccidtwin.so`).
+//! * [`vscard`]: QEMU's VSCard passthrough protocol (`ccid-card-passthru`),
+//!   client (card side) and host (reader side).
 //!
 //! The `vcac` binary (`cargo build --release` → `target/release/vcac`)
 //! drives them from the command line.
@@ -21,4 +26,7 @@
 )]
 
 pub mod card_dir;
+pub mod device;
+pub mod serial;
 pub mod vpcd;
+pub mod vscard;

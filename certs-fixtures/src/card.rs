@@ -100,7 +100,7 @@ impl CardOptions {
 
     /// Sets the card ID, the CUID in the CCC `F0` tag that OpenSC derives
     /// the card serial from (8 to 16 bytes, written as `card_id = "hex"`),
-    /// instead of letting the card derive one from its first certificate.
+    /// instead of letting the card derive one from all its certificates.
     #[must_use]
     pub fn card_id(mut self, card_id: impl Into<Vec<u8>>) -> Self {
         self.card_id = Some(card_id.into());

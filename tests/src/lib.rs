@@ -157,6 +157,19 @@ impl PcscEnv {
 
     /// Starts pcscd with these readers, and waits until it answers.
     pub fn start(readers: &[ReaderConf]) -> PcscEnv {
+        PcscEnv::start_with(readers, |_| {})
+    }
+
+    /// Like [`PcscEnv::start`], but runs `before_pcscd` once the
+    /// environment's directory and reader.conf exist and before pcscd
+    /// starts — pcscd opens serial readers at start-up, so a program that
+    /// creates the device (`vcac ccid-serial`) must run first. Children it
+    /// starts with [`PreStart::spawn_vcac`] are stopped with the
+    /// environment and count for [`PcscEnv::vcac_log`].
+    pub fn start_with(
+        readers: &[ReaderConf],
+        before_pcscd: impl FnOnce(&mut PreStart<'_>),
+    ) -> PcscEnv {
         require_root();
         require_peers(&[
             "pcscd",
@@ -193,6 +206,12 @@ impl PcscEnv {
             "app default {\n  framework pkcs15 { use_file_caching = false; }\n}\n",
         )
         .unwrap();
+        let mut pre = PreStart {
+            dir: dir.path(),
+            children: Vec::new(),
+        };
+        before_pcscd(&mut pre);
+        let children = pre.children;
         let log = std::fs::File::create(dir.path().join("pcscd.log")).unwrap();
         let script = format!(
             "mkdir -p /run/pcscd && mount -t tmpfs none /run/pcscd && mount --bind {} /etc/reader.conf.d \
@@ -219,7 +238,7 @@ impl PcscEnv {
             pcscd,
             pid,
             dir,
-            children: Vec::new(),
+            children,
         };
         env.wait_until(Duration::from_secs(10), "pcscd to answer", |env| {
             env.command("opensc-tool")
@@ -400,6 +419,61 @@ impl Drop for PcscEnv {
         }
         let _ = self.pcscd.kill();
         let _ = self.pcscd.wait();
+    }
+}
+
+/// What [`PcscEnv::start_with`] can do before pcscd starts.
+pub struct PreStart<'a> {
+    dir: &'a Path,
+    children: Vec<Child>,
+}
+
+impl PreStart<'_> {
+    /// The environment's temporary directory (visible inside the
+    /// namespace too).
+    pub fn dir(&self) -> &Path {
+        self.dir
+    }
+
+    /// Starts `vcac ARGS` on the host (a pty it creates is visible in
+    /// pcscd's namespace: same devpts); its log is `vcacN.log`.
+    pub fn spawn_vcac(&mut self, args: &[&str]) -> &mut Child {
+        let log = std::fs::File::create(self.dir.join(format!("vcac{}.log", self.children.len())))
+            .unwrap();
+        let child = Command::new(vcac_bin())
+            .args(args)
+            .env("RUST_LOG", "debug")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+        self.children.last_mut().unwrap()
+    }
+
+    /// Waits until `path` exists (e.g. the pty symlink); panics with the
+    /// last vcac's log after `timeout`.
+    pub fn wait_for_path(&mut self, path: &Path, timeout: Duration) {
+        let start = Instant::now();
+        while std::fs::symlink_metadata(path).is_err() {
+            let n = self.children.len().saturating_sub(1);
+            let log =
+                std::fs::read_to_string(self.dir.join(format!("vcac{n}.log"))).unwrap_or_default();
+            if let Some(c) = self.children.last_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!(
+                        "vcac exited ({status}) before creating {}:\n{log}",
+                        path.display()
+                    );
+                }
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "{} did not appear within {timeout:?}:\n{log}",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! put on it.
 #![forbid(unsafe_code)]
 
+mod ccid_serial;
 mod inspect;
+mod passthru;
 mod provision;
 mod serve;
 
@@ -11,9 +13,16 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+/// `vcac --version`: the version and the key backends compiled in.
+const VERSION: &str = if cfg!(feature = "openssl") {
+    concat!(env!("CARGO_PKG_VERSION"), " (key backends: rustcrypto, openssl)")
+} else {
+    concat!(env!("CARGO_PKG_VERSION"), " (key backends: rustcrypto)")
+};
+
 /// A virtual CAC smart card: serve it to pcscd, provision its identities.
 #[derive(Parser, Debug)]
-#[command(name = "vcac", version, about, long_about = None)]
+#[command(name = "vcac", version = VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -31,6 +40,25 @@ enum Command {
     Provision(provision::ProvisionArgs),
     /// Print a short summary of a card directory.
     Inspect(InspectArgs),
+    /// Plug virtual cards into QEMU's ccid-card-passthru over VSCard.
+    ///
+    /// Connects to QEMU's `-chardev socket,server=on,...` (reconnecting
+    /// while QEMU restarts), or with --listen waits for QEMU to connect.
+    /// Without --card, uses the embedded default card
+    /// (PIN 12345678). Standard input takes `remove [N]`, `insert [N]`,
+    /// `list`, `exit`; SIGUSR1 removes the cards, SIGUSR2 inserts them;
+    /// Ctrl-C or SIGTERM removes them from the guest and exits.
+    #[command(name = "passthru")]
+    Passthru(passthru::Args),
+    /// Serve a CCID reader on a pty for libccid's serial driver.
+    ///
+    /// Opens a pseudo-terminal, symlinks it at --link and speaks the GemPC
+    /// Twin serial protocol, so pcscd with `DEVICENAME LINK:GemPCTwin` and
+    /// `LIBPATH .../serial/libccidtwin.so` reaches the card through the
+    /// real CCID driver. Without --card, uses the embedded default card
+    /// (PIN 12345678). Stops cleanly on Ctrl-C or SIGTERM.
+    #[command(name = "ccid-serial")]
+    CcidSerial(ccid_serial::Args),
 }
 
 #[derive(Args, Debug)]
@@ -45,6 +73,24 @@ struct ServeArgs {
     /// vpcd slot of the first card (slot N listens on port + N).
     #[arg(long, value_name = "N", default_value_t = 0)]
     slot: u16,
+    /// Key backend: rustcrypto (pure Rust, default) or openssl (the
+    /// system's libcrypto, when built with the `openssl` feature).
+    #[arg(long, value_name = "NAME", default_value = "rustcrypto")]
+    backend: String,
+}
+
+/// The key backend named on the command line.
+fn key_backend(name: &str) -> Result<Box<dyn cac::keys::KeyBackend>, String> {
+    match name {
+        "rustcrypto" => Ok(Box::new(cac::keys::RustCrypto)),
+        #[cfg(feature = "openssl")]
+        "openssl" => Ok(Box::new(cac::keys::openssl::OpenSsl)),
+        #[cfg(not(feature = "openssl"))]
+        "openssl" => Err("--backend openssl: this vcac was built without the `openssl` feature \
+                          (cargo build --release --features openssl)"
+            .into()),
+        other => Err(format!("--backend {other}: unknown key backend (rustcrypto, openssl)")),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -62,6 +108,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Provision(args) => provision::run(args),
         Command::Inspect(args) => inspect::run(&args.dir),
+        Command::Passthru(args) => passthru::run(args),
+        Command::CcidSerial(args) => ccid_serial::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

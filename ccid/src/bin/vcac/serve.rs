@@ -5,7 +5,6 @@ use std::net::ToSocketAddrs;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use cac::keys::RustCrypto;
 use ccid::{card_dir, vpcd};
 use vreader::ReaderSet;
 
@@ -41,9 +40,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
         .to_socket_addrs()
         .map_err(|e| format!("--vpcd {}: {e}", args.vpcd))?;
 
+    let backend = crate::key_backend(&args.backend)?;
     let mut cards = Vec::new();
     if args.cards.is_empty() {
-        let card = card_dir::default_card(&RustCrypto, rand_core::OsRng)
+        let card = card_dir::default_card(backend.as_ref(), rand_core::OsRng)
             .map_err(|e| format!("embedded default card: {e}"))?;
         cards.push((
             "the embedded default card".to_owned(),
@@ -53,7 +53,7 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
     } else {
         for dir in &args.cards {
             let card =
-                card_dir::load(dir, &RustCrypto, rand_core::OsRng).map_err(|e| e.to_string())?;
+                card_dir::load(dir, backend.as_ref(), rand_core::OsRng).map_err(|e| e.to_string())?;
             let pin = card_dir::pin_of(dir).unwrap_or_else(|| "?".into());
             cards.push((format!("card {}", dir.display()), card, pin));
         }
