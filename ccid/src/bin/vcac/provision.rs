@@ -30,6 +30,9 @@ pub(crate) struct ProvisionArgs {
     /// for one identity as INDEX=TYPE (e.g. 2=rsa4096). Repeatable.
     #[arg(long = "key-type", value_name = "[INDEX=]TYPE")]
     key_types: Vec<String>,
+    /// Key type of the issuing CA (rsa2048, rsa3072, rsa4096, p256).
+    #[arg(long, value_name = "TYPE", default_value = "rsa2048")]
+    ca_key_type: String,
     /// Number of identities (1-16): id0 authentication, id1 signature,
     /// id2 encryption, further ones generic.
     #[arg(long, value_name = "N", default_value_t = 3)]
@@ -157,7 +160,12 @@ pub(crate) fn run(args: ProvisionArgs) -> Result<(), String> {
     let valid_from = parse_when(&args.valid_from)?;
     let seed = args.seed.unwrap_or_else(|| rand_core::OsRng.next_u64());
 
-    let mut builder = PkiBuilder::new(seed).valid_from(valid_from).days(args.days);
+    let ca_key =
+        parse_key_type(&args.ca_key_type).map_err(|e| e.replace("--key-type", "--ca-key-type"))?;
+    let mut builder = PkiBuilder::new(seed)
+        .ca_key(ca_key)
+        .valid_from(valid_from)
+        .days(args.days);
     for (i, ty) in types.iter().enumerate() {
         let role = match i {
             0 => Role::Authentication,
