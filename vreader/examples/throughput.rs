@@ -1,7 +1,12 @@
 //! Measures the event queue's throughput and in-process transmit latency.
 //!
 //! `cargo run --release -p vreader --example throughput`
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic
+)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +16,9 @@ use cac::{Card, Identity, Pin, PinPolicy};
 use rand_core::SeedableRng;
 use vreader::ReaderSet;
 
-const SELECT_CCC: [u8; 13] = [0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x01, 0x16, 0xDB, 0x00, 0x00];
+const SELECT_CCC: [u8; 13] = [
+    0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x01, 0x16, 0xDB, 0x00, 0x00,
+];
 
 fn card(cert: &[u8], key: &Arc<dyn cac::keys::KeyHandle>) -> Card {
     Card::builder(PinPolicy::new(Pin::new("12345678").unwrap()))
@@ -61,7 +68,10 @@ fn main() {
     let handle = set.handle(id).unwrap();
     let mut resp = Vec::with_capacity(64);
     const N: usize = 1_000_000;
-    for (label, by_handle) in [("ReaderSet::transmit", false), ("ReaderHandle::transmit", true)] {
+    for (label, by_handle) in [
+        ("ReaderSet::transmit", false),
+        ("ReaderHandle::transmit", true),
+    ] {
         let start = Instant::now();
         for _ in 0..N {
             resp.clear();

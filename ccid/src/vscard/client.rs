@@ -936,6 +936,49 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn hostile_host_never_panics(
+            msgs in proptest::collection::vec((
+                proptest::prop_oneof![1u32..=10, proptest::num::u32::ANY],
+                proptest::prop_oneof![0u32..2, proptest::num::u32::ANY],
+                proptest::collection::vec(proptest::num::u8::ANY, 0..40),
+            ), 0..48),
+            removals in proptest::collection::vec(proptest::bool::ANY, 0..8),
+        ) {
+            let set = ReaderSet::new();
+            let r = set.add_reader("r").unwrap();
+            set.insert_card(r, card()).unwrap();
+            let events = set.subscribe_with_replay();
+            let mut c = Client::new();
+            drain(&mut c, &set, &events);
+            host(&mut c, &set, HOST_INIT, UNDEFINED_READER_ID);
+            for (i, (t, reader, payload)) in msgs.iter().enumerate() {
+                let mut b = Vec::new();
+                b.extend_from_slice(&t.to_be_bytes());
+                b.extend_from_slice(&reader.to_be_bytes());
+                b.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+                b.extend_from_slice(payload);
+                if c.handle_packet(&Packet::new_checked(&b[..]).unwrap(), &set).is_err() {
+                    break;
+                }
+                match removals.get(i % 8) {
+                    Some(true) => { let _ = set.force_remove(r); }
+                    Some(false) => { let _ = set.force_insert(r); }
+                    None => {}
+                }
+                drain(&mut c, &set, &events);
+                proptest::prop_assert!(c.pending_answers() <= MAX_EXPECTED);
+            }
+            c.shutdown();
+            let mut out = Vec::new();
+            c.poll_transmit(&mut out);
+            Decoder::new().decode_all(&out, |p| {
+                assert!(Message::parse(&p.as_ref()).is_ok());
+            }).unwrap();
+        }
+    }
+
     #[test]
     fn reader_added_and_removed_while_pending() {
         let set = ReaderSet::new();

@@ -753,6 +753,43 @@ mod tests {
         assert_eq!(h.atr(0).unwrap(), hex!("3B 80 01 81"));
     }
 
+    fn arbitrary_message() -> impl proptest::strategy::Strategy<Value = (u32, u32, Vec<u8>)> {
+        use proptest::prelude::*;
+        (
+            prop_oneof![1u32..=10, any::<u32>()],
+            prop_oneof![0u32..3, Just(UNDEFINED_READER_ID), any::<u32>()],
+            proptest::collection::vec(any::<u8>(), 0..48),
+        )
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn hostile_message_sequences_never_panic(
+            msgs in proptest::collection::vec(arbitrary_message(), 0..64),
+            apdus in proptest::collection::vec(0u32..3, 0..8),
+        ) {
+            let mut h = Host::with_max_readers(4);
+            client(&mut h, INIT, UNDEFINED_READER_ID).unwrap();
+            for (i, (t, reader, payload)) in msgs.iter().enumerate() {
+                let mut b = Vec::new();
+                b.extend_from_slice(&t.to_be_bytes());
+                b.extend_from_slice(&reader.to_be_bytes());
+                b.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+                b.extend_from_slice(payload);
+                let _ = h.handle_packet(&Packet::new_checked(&b[..]).unwrap());
+                if let Some(r) = apdus.get(i % 8) {
+                    let _ = h.send_apdu(*r, &[0x00, 0xA4, 0x04, 0x00]);
+                }
+                proptest::prop_assert!(h.readers().count() <= 4);
+            }
+            let mut out = Vec::new();
+            h.poll_transmit(&mut out);
+            Decoder::new().decode_all(&out, |p| {
+                assert!(Message::parse(&p.as_ref()).is_ok());
+            }).unwrap();
+        }
+    }
+
     #[test]
     fn names_are_cut_on_bytes_and_made_valid() {
         assert_eq!(utf8_prefix("héllo".as_bytes(), 2), "h\u{FFFD}");

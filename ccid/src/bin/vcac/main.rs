@@ -15,7 +15,10 @@ use clap::{Args, Parser, Subcommand};
 
 /// `vcac --version`: the version and the key backends compiled in.
 const VERSION: &str = if cfg!(feature = "openssl") {
-    concat!(env!("CARGO_PKG_VERSION"), " (key backends: rustcrypto, openssl)")
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (key backends: rustcrypto, openssl)"
+    )
 } else {
     concat!(env!("CARGO_PKG_VERSION"), " (key backends: rustcrypto)")
 };
@@ -86,10 +89,14 @@ fn key_backend(name: &str) -> Result<Box<dyn cac::keys::KeyBackend>, String> {
         #[cfg(feature = "openssl")]
         "openssl" => Ok(Box::new(cac::keys::openssl::OpenSsl)),
         #[cfg(not(feature = "openssl"))]
-        "openssl" => Err("--backend openssl: this vcac was built without the `openssl` feature \
+        "openssl" => Err(
+            "--backend openssl: this vcac was built without the `openssl` feature \
                           (cargo build --release --features openssl)"
-            .into()),
-        other => Err(format!("--backend {other}: unknown key backend (rustcrypto, openssl)")),
+                .into(),
+        ),
+        other => Err(format!(
+            "--backend {other}: unknown key backend (rustcrypto, openssl)"
+        )),
     }
 }
 

@@ -72,6 +72,10 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
             .map_err(|e| format!("cannot install signal handler: {e}"))?;
     }
 
+    // Before anything slow, so an early SIGUSR1 cannot kill the process.
+    let mut signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGUSR2])
+        .map_err(|e| format!("cannot install signal handler: {e}"))?;
+
     let set = Arc::new(ReaderSet::new());
     let mut stdout = std::io::stdout().lock();
     let backend = crate::key_backend(&args.backend)?;
@@ -102,8 +106,6 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
     let _ = stdout.flush();
     drop(stdout);
 
-    let mut signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGUSR2])
-        .map_err(|e| format!("cannot install signal handler: {e}"))?;
     let signal_handle = signals.handle();
     let signal_thread = {
         let set = Arc::clone(&set);

@@ -52,8 +52,8 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
         ));
     } else {
         for dir in &args.cards {
-            let card =
-                card_dir::load(dir, backend.as_ref(), rand_core::OsRng).map_err(|e| e.to_string())?;
+            let card = card_dir::load(dir, backend.as_ref(), rand_core::OsRng)
+                .map_err(|e| e.to_string())?;
             let pin = card_dir::pin_of(dir).unwrap_or_else(|| "?".into());
             cards.push((format!("card {}", dir.display()), card, pin));
         }
