@@ -309,7 +309,7 @@ mod tests {
     #[test]
     fn case_3_and_4_extended() {
         let mut apdu = hex!("00420000000100").to_vec();
-        apdu.extend(std::iter::repeat(0xAB).take(256));
+        apdu.extend(std::iter::repeat_n(0xAB, 256));
         let c = parse(&apdu).unwrap();
         assert_eq!(c.data().len(), 256);
         assert_eq!(c.le(), None);

@@ -587,7 +587,7 @@ fn pkcs1_block(msg: &[u8]) -> Vec<u8> {
     let mut t = h("3031300d060960864801650304020105000420");
     t.extend_from_slice(&digest);
     let mut block = vec![0x00, 0x01];
-    block.extend(std::iter::repeat(0xFF).take(256 - 3 - t.len()));
+    block.extend(std::iter::repeat_n(0xFF, 256 - 3 - t.len()));
     block.push(0x00);
     block.extend(t);
     block
@@ -675,7 +675,7 @@ fn decrypt_returns_the_raw_block() {
     let key = public_key(2);
     // A PKCS#1 v1.5 type-2 block, encrypted with the public key.
     let mut block = vec![0x00, 0x02];
-    block.extend(std::iter::repeat(0x5A).take(256 - 3 - 5));
+    block.extend(std::iter::repeat_n(0x5A, 256 - 3 - 5));
     block.push(0x00);
     block.extend_from_slice(b"hello");
     let ct = raw_public(&key, &block);

@@ -381,7 +381,7 @@ impl PcscEnv {
     /// Waits until `opensc-tool -l` shows a card in reader number `index`.
     pub fn wait_for_card(&mut self, index: usize) {
         self.wait_until(
-            Duration::from_secs(20),
+            Duration::from_secs(60),
             &format!("a card in reader {index}"),
             |env| {
                 let out = env.run("opensc-tool", &["-l"]);

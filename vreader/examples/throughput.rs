@@ -48,7 +48,7 @@ fn main() {
         }
         n
     });
-    let mut spare = Some(card(&cert, &key));
+    let mut spare: Option<Box<dyn vreader::VirtualCard>> = Some(card(&cert, &key).into());
     let start = Instant::now();
     for _ in 0..CYCLES {
         set.insert_card(id, spare.take().unwrap()).unwrap();

@@ -1,7 +1,8 @@
 //! Virtual smart card readers and their event queue.
 //!
 //! A [`ReaderSet`] owns any number of named readers. Each reader holds at
-//! most one [`cac::Card`] and walks an explicit state machine:
+//! most one card — a [`cac::Card`], or any other [`VirtualCard`] (a remote
+//! card, for example) — and walks an explicit state machine:
 //!
 //! ```text
 //!            insert_card                 power_on
@@ -74,14 +75,14 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
+mod card;
 mod events;
 
 use core::fmt;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use cac::Card;
-
+pub use card::{CardFault, VirtualCard};
 #[cfg(feature = "async")]
 pub use events::NextEvent;
 pub use events::{Event, EventKind, Events, ReaderId};
@@ -102,6 +103,13 @@ pub enum ReaderError {
     NotPowered(ReaderId),
     /// `force_insert` without a card that `force_remove` took out.
     NotEjected(ReaderId),
+    /// The card failed to answer (a remote card's link broke).
+    CardFault {
+        /// The reader.
+        reader: ReaderId,
+        /// What the card reported.
+        reason: String,
+    },
 }
 
 impl fmt::Display for ReaderError {
@@ -115,6 +123,9 @@ impl fmt::Display for ReaderError {
             ReaderError::NotEjected(id) => {
                 write!(f, "reader {id}: no force-removed card to re-insert")
             }
+            ReaderError::CardFault { reader, reason } => {
+                write!(f, "reader {reader}: the card failed: {reason}")
+            }
         }
     }
 }
@@ -126,11 +137,11 @@ enum Slot {
     /// No card.
     Empty,
     /// A card, not powered.
-    Inactive(Box<Card>),
+    Inactive(Box<dyn VirtualCard>),
     /// A powered card.
-    Active(Box<Card>),
+    Active(Box<dyn VirtualCard>),
     /// A card taken out by `force_remove`, kept for `force_insert`.
-    Ejected(Box<Card>),
+    Ejected(Box<dyn VirtualCard>),
     /// The reader was removed from its set.
     Gone,
 }
@@ -286,7 +297,7 @@ impl ReaderSet {
 
     /// Removes a reader, first removing its card (`CardRemoved`), then
     /// publishing `ReaderRemoved`. Returns the card that was in it.
-    pub fn remove_reader(&self, id: ReaderId) -> Result<Option<Card>, ReaderError> {
+    pub fn remove_reader(&self, id: ReaderId) -> Result<Option<Box<dyn VirtualCard>>, ReaderError> {
         let mut registry = self.registry_write();
         let reader = registry
             .readers
@@ -304,7 +315,7 @@ impl ReaderSet {
         self.fanout.publish(reader.event(EventKind::ReaderRemoved));
         Ok(card.map(|mut c| {
             c.power_off();
-            *c
+            c
         }))
     }
 
@@ -345,7 +356,11 @@ impl ReaderSet {
 
     /// Inserts a card (not powered); publishes `CardInserted`. A card kept
     /// by [`ReaderSet::force_remove`] is replaced.
-    pub fn insert_card(&self, id: ReaderId, card: Card) -> Result<(), ReaderError> {
+    pub fn insert_card(
+        &self,
+        id: ReaderId,
+        card: impl Into<Box<dyn VirtualCard>>,
+    ) -> Result<(), ReaderError> {
         let reader = self.get(id)?;
         let mut slot = reader.lock();
         match &*slot {
@@ -353,7 +368,7 @@ impl ReaderSet {
             Slot::Inactive(_) | Slot::Active(_) => return Err(ReaderError::CardPresent(id)),
             Slot::Empty | Slot::Ejected(_) => {}
         }
-        let mut card = Box::new(card);
+        let mut card = card.into();
         card.power_off();
         *slot = Slot::Inactive(card);
         self.fanout.publish(reader.event(EventKind::CardInserted));
@@ -363,7 +378,7 @@ impl ReaderSet {
     /// Removes the card and gives it back (powered off); publishes
     /// `CardRemoved`. A force-removed card is given back too (no event:
     /// its removal was already published).
-    pub fn remove_card(&self, id: ReaderId) -> Result<Card, ReaderError> {
+    pub fn remove_card(&self, id: ReaderId) -> Result<Box<dyn VirtualCard>, ReaderError> {
         let reader = self.get(id)?;
         let mut slot = reader.lock();
         let card = match std::mem::replace(&mut *slot, Slot::Empty) {
@@ -378,7 +393,7 @@ impl ReaderSet {
                 return Err(ReaderError::NoSuchReader(id));
             }
         };
-        let mut card = *card;
+        let mut card = card;
         card.power_off();
         Ok(card)
     }
@@ -460,19 +475,27 @@ impl ReaderSet {
         atr(&*self.get(id)?)
     }
 
-    /// Runs `f` on the inserted card (powered or not), e.g. to inspect it.
+    /// Runs `f` on the inserted card (powered or not), e.g. to inspect it
+    /// (`card.as_cac_mut()` gives the emulated [`cac::Card`]).
     pub fn with_card<T>(
         &self,
         id: ReaderId,
-        f: impl FnOnce(&mut Card) -> T,
+        f: impl FnOnce(&mut dyn VirtualCard) -> T,
     ) -> Result<T, ReaderError> {
         let reader = self.get(id)?;
         let mut slot = reader.lock();
         match &mut *slot {
-            Slot::Inactive(card) | Slot::Active(card) => Ok(f(card)),
+            Slot::Inactive(card) | Slot::Active(card) => Ok(f(card.as_mut())),
             Slot::Gone => Err(ReaderError::NoSuchReader(id)),
             Slot::Empty | Slot::Ejected(_) => Err(ReaderError::NoCard(id)),
         }
+    }
+}
+
+fn fault(reader: ReaderId, e: CardFault) -> ReaderError {
+    ReaderError::CardFault {
+        reader,
+        reason: e.0,
     }
 }
 
@@ -488,11 +511,16 @@ fn power_on(reader: &Reader) -> Result<Vec<u8>, ReaderError> {
     let id = reader.id;
     let mut slot = reader.lock();
     match std::mem::replace(&mut *slot, Slot::Empty) {
-        Slot::Inactive(mut card) | Slot::Active(mut card) => {
-            let atr = card.power_on().to_vec();
-            *slot = Slot::Active(card);
-            Ok(atr)
-        }
+        Slot::Inactive(mut card) | Slot::Active(mut card) => match card.power_on() {
+            Ok(atr) => {
+                *slot = Slot::Active(card);
+                Ok(atr)
+            }
+            Err(e) => {
+                *slot = Slot::Inactive(card);
+                Err(fault(id, e))
+            }
+        },
         other => {
             let err = match &other {
                 Slot::Gone => ReaderError::NoSuchReader(id),
@@ -506,7 +534,7 @@ fn power_on(reader: &Reader) -> Result<Vec<u8>, ReaderError> {
 
 fn atr(reader: &Reader) -> Result<Vec<u8>, ReaderError> {
     match &*reader.lock() {
-        Slot::Inactive(card) | Slot::Active(card) => Ok(card.atr().as_bytes().to_vec()),
+        Slot::Inactive(card) | Slot::Active(card) => card.atr().map_err(|e| fault(reader.id, e)),
         Slot::Gone => Err(ReaderError::NoSuchReader(reader.id)),
         Slot::Empty | Slot::Ejected(_) => Err(ReaderError::NoCard(reader.id)),
     }
@@ -516,7 +544,7 @@ fn reset(reader: &Reader) -> Result<Vec<u8>, ReaderError> {
     let id = reader.id;
     let mut slot = reader.lock();
     match &mut *slot {
-        Slot::Active(card) => Ok(card.reset().to_vec()),
+        Slot::Active(card) => card.reset().map_err(|e| fault(id, e)),
         Slot::Inactive(_) => Err(ReaderError::NotPowered(id)),
         Slot::Gone => Err(ReaderError::NoSuchReader(id)),
         Slot::Empty | Slot::Ejected(_) => Err(ReaderError::NoCard(id)),
@@ -548,8 +576,11 @@ fn transmit(reader: &Reader, command: &[u8], response: &mut Vec<u8>) -> Result<(
     let mut slot = reader.lock();
     match &mut *slot {
         Slot::Active(card) => {
-            card.transmit(command, response);
-            Ok(())
+            let before = response.len();
+            card.transmit(command, response).map_err(|e| {
+                response.truncate(before);
+                fault(id, e)
+            })
         }
         Slot::Inactive(_) => Err(ReaderError::NotPowered(id)),
         Slot::Gone => Err(ReaderError::NoSuchReader(id)),

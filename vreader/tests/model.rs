@@ -320,7 +320,7 @@ fn handles_fail_once_their_reader_is_removed() {
     h.transmit(&common::SELECT_CCC, &mut resp).unwrap();
     assert_eq!(resp, common::SELECT_CCC_RESPONSE);
     let card = set.remove_reader(id).unwrap().unwrap();
-    assert_eq!(card.card_id(), [0, 0, 0, 0, 0, 0, 0, 1]);
+    assert_eq!(card.as_cac().unwrap().card_id(), [0, 0, 0, 0, 0, 0, 0, 1]);
     resp.clear();
     assert_eq!(
         h.transmit(&common::SELECT_CCC, &mut resp),
@@ -348,9 +348,13 @@ fn power_off_logs_the_card_out() {
     )
     .unwrap();
     assert_eq!(resp, [0x90, 0x00]);
-    assert!(set.with_card(id, |c| c.is_verified()).unwrap());
+    assert!(set
+        .with_card(id, |c| c.as_cac().unwrap().is_verified())
+        .unwrap());
     set.power_off(id).unwrap();
-    assert!(!set.with_card(id, |c| c.is_verified()).unwrap());
+    assert!(!set
+        .with_card(id, |c| c.as_cac().unwrap().is_verified())
+        .unwrap());
     assert_eq!(
         set.transmit(id, &common::SELECT_CCC, &mut resp),
         Err(ReaderError::NotPowered(id))
@@ -358,5 +362,5 @@ fn power_off_logs_the_card_out() {
     // A removed card comes back powered off.
     set.power_on(id).unwrap();
     let card = set.remove_card(id).unwrap();
-    assert!(!card.is_verified());
+    assert!(!card.as_cac().unwrap().is_verified());
 }

@@ -382,7 +382,7 @@ impl CcidDevice {
             });
         }
         out.pos = r.usize("bulk-in position", max_message)?;
-        if out.pos > 0 && out.queue.front().map_or(true, |h| out.pos >= h.bytes.len()) {
+        if out.pos > 0 && out.queue.front().is_none_or(|h| out.pos >= h.bytes.len()) {
             return Err(RestoreError::Malformed("bulk-in position"));
         }
         out.zlp = r.bool("zero-length packet")?;

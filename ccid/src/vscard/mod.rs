@@ -22,6 +22,8 @@
 //!   back-off, `TCP_NODELAY`, clean goodbye).
 //! * [`server`]: the host's TCP driver (accept clients, expose their cards
 //!   as [`RemoteCard`](server::RemoteCard)s with a blocking `transmit`).
+//! * [`bridge`]: puts remote cards into [`vreader`] reader slots, so the
+//!   [`CcidDevice`](crate::device::CcidDevice) serves them to a guest.
 //!
 //! # Example
 //!
@@ -88,6 +90,7 @@
 //! * QEMU's input buffer is 64 KiB; a longer message makes it drop the
 //!   connection ([`wire::MAX_SEND_PAYLOAD`]).
 
+pub mod bridge;
 pub mod client;
 pub mod connect;
 pub mod host;

@@ -634,3 +634,42 @@ fn close(conn: &Arc<Conn>, shared: &Shared, reason: String) {
         reason,
     });
 }
+
+impl From<RemoteError> for vreader::CardFault {
+    fn from(e: RemoteError) -> vreader::CardFault {
+        vreader::CardFault(e.to_string())
+    }
+}
+
+/// A remote card in a [`vreader::ReaderSet`]: the VSCard protocol has no
+/// power messages, so power on, reset and the ATR all answer the ATR the
+/// client reported, and power off does nothing.
+impl vreader::VirtualCard for RemoteCard {
+    fn atr(&self) -> Result<Vec<u8>, vreader::CardFault> {
+        Ok(RemoteCard::atr(self)?)
+    }
+
+    fn power_on(&mut self) -> Result<Vec<u8>, vreader::CardFault> {
+        Ok(RemoteCard::atr(self)?)
+    }
+
+    fn reset(&mut self) -> Result<Vec<u8>, vreader::CardFault> {
+        Ok(RemoteCard::atr(self)?)
+    }
+
+    fn power_off(&mut self) {}
+
+    fn transmit(
+        &mut self,
+        command: &[u8],
+        response: &mut Vec<u8>,
+    ) -> Result<(), vreader::CardFault> {
+        Ok(RemoteCard::transmit(self, command, response)?)
+    }
+}
+
+impl From<RemoteCard> for Box<dyn vreader::VirtualCard> {
+    fn from(card: RemoteCard) -> Box<dyn vreader::VirtualCard> {
+        Box::new(card)
+    }
+}

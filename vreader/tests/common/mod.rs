@@ -22,7 +22,7 @@ fn parts() -> &'static Parts {
 }
 
 /// A card whose card ID encodes `n` (so cards are told apart).
-pub fn card(n: u32) -> Card {
+pub(crate) fn card(n: u32) -> Card {
     let p = parts();
     let mut id = [0u8; 8];
     id[4..].copy_from_slice(&n.to_be_bytes());
@@ -34,10 +34,10 @@ pub fn card(n: u32) -> Card {
 }
 
 /// SELECT CCC with Le: answered by the FCI and 90 00.
-pub const SELECT_CCC: [u8; 13] = [
+pub(crate) const SELECT_CCC: [u8; 13] = [
     0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x01, 0x16, 0xDB, 0x00, 0x00,
 ];
 /// Its exact answer.
-pub const SELECT_CCC_RESPONSE: [u8; 15] = [
+pub(crate) const SELECT_CCC_RESPONSE: [u8; 15] = [
     0x6F, 0x0B, 0x84, 0x07, 0xA0, 0x00, 0x00, 0x01, 0x16, 0xDB, 0x00, 0xA5, 0x00, 0x90, 0x00,
 ];
