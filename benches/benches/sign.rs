@@ -14,10 +14,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use vcac_benches::{card_with_key, login, sign_apdus, sign_once, signature_block};
 
 fn backends() -> Vec<Box<dyn KeyBackend>> {
-    let mut v: Vec<Box<dyn KeyBackend>> = vec![Box::new(cac::keys::RustCrypto)];
-    #[cfg(feature = "openssl")]
-    v.push(Box::new(cac::keys::openssl::OpenSsl));
-    v
+    vec![
+        Box::new(cac::keys::RustCrypto),
+        #[cfg(feature = "openssl")]
+        Box::new(cac::keys::openssl::OpenSsl),
+    ]
 }
 
 fn sign(c: &mut Criterion) {

@@ -16,8 +16,8 @@
 //!
 //! | backend | feature | what it is |
 //! |---|---|---|
-//! | [`RustCrypto`] | `rustcrypto` (default) | `rsa` with blinding and CRT precomputed at load; `p256` |
-//! | `openssl::OpenSsl` | `openssl` | the system's OpenSSL libcrypto (RSA only), ~4× faster |
+//! | [`RustCrypto`] | `rustcrypto` (default) | RSA keys parsed by `rsa`, the private operation blinded, CRT with constant-time Montgomery exponentiation, fault-checked; `p256` |
+//! | `openssl::OpenSsl` | `openssl` | the system's OpenSSL libcrypto (RSA only), ~3× faster |
 //! | `insecure::InsecureTestBackend` | `insecure-test-backend` | deterministic, **insecure**, for fuzzing only |
 //!
 //! Any other implementation of [`KeyBackend`] plugs in the same way.
