@@ -7,7 +7,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cac::keys::RustCrypto;
 use ccid::card_dir;
 use ccid::device::{CcidDevice, DeviceConfig};
 use ccid::serial::{self, Pty, ReaderType, ServeOptions, Twin};
@@ -40,6 +39,10 @@ pub(crate) struct Args {
     /// slow card, to test host timeouts and time requests).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     card_delay_ms: u64,
+    /// Key backend: rustcrypto (pure Rust, default) or openssl (when built
+    /// with the `openssl` feature).
+    #[arg(long, value_name = "NAME", default_value = "rustcrypto")]
+    backend: String,
 }
 
 pub(crate) fn run(args: Args) -> Result<(), String> {
@@ -63,6 +66,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         return Err("--tick-ms must be at least 1".into());
     }
 
+    let backend = crate::key_backend(&args.backend)?;
     let set = ReaderSet::new();
     let readers = (0..slots)
         .map(|i| set.add_reader(&format!("vcac ccid slot {i}")))
@@ -70,7 +74,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut described = Vec::new();
     if args.cards.is_empty() {
-        let card = card_dir::default_card(&RustCrypto, rand_core::OsRng)
+        let card = card_dir::default_card(backend.as_ref(), rand_core::OsRng)
             .map_err(|e| format!("embedded default card: {e}"))?;
         described.push(format!(
             "slot 0: the embedded default card (serial {}), PIN {}",
@@ -81,7 +85,8 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         set.insert_card(first, card).map_err(|e| e.to_string())?;
     }
     for (dir, &reader) in args.cards.iter().zip(&readers) {
-        let card = card_dir::load(dir, &RustCrypto, rand_core::OsRng).map_err(|e| e.to_string())?;
+        let card =
+            card_dir::load(dir, backend.as_ref(), rand_core::OsRng).map_err(|e| e.to_string())?;
         let pin = card_dir::pin_of(dir).unwrap_or_else(|| "?".into());
         described.push(format!(
             "slot {}: card {} (serial {}), PIN {pin}",
