@@ -169,10 +169,19 @@ pub fn serve(addr: &str, reader: &ReaderHandle, stop: &AtomicBool) -> Result<End
             Ok(stream) => {
                 log::info!("{}: connected to vpcd at {addr}", reader.name());
                 announced_wait = false;
-                backoff = Duration::from_millis(100);
-                match session(stream, reader, stop) {
+                let mut received = 0u64;
+                match session(stream, reader, stop, &mut received) {
                     Ok(()) => {}
                     Err(e) => log::info!("{}: vpcd connection closed: {e}", reader.name()),
+                }
+                if received > 0 {
+                    backoff = Duration::from_millis(100);
+                } else {
+                    // Accepted and dropped without a word (a driver that
+                    // crash-loops, a stray listener): back off instead of
+                    // reconnecting in a tight loop.
+                    sleep_unless(stop, backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
             Err(e) => {
@@ -212,7 +221,13 @@ fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
     Err(last)
 }
 
-fn session(stream: TcpStream, reader: &ReaderHandle, stop: &AtomicBool) -> io::Result<()> {
+/// Serves one connection; `received` counts the bytes that came.
+fn session(
+    stream: TcpStream,
+    reader: &ReaderHandle,
+    stop: &AtomicBool,
+    received: &mut u64,
+) -> io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(Duration::from_millis(100)))?;
     let sock = socket2::SockRef::from(&stream);
@@ -253,6 +268,7 @@ fn session(stream: TcpStream, reader: &ReaderHandle, stop: &AtomicBool) -> io::R
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
+        *received += n as u64;
         decoder.extend(chunk.get(..n).unwrap_or_default());
         while let Some(payload) = decoder.next_frame() {
             let request = Request::parse(&payload);

@@ -12,7 +12,8 @@
 //!
 //! Limits: [`MAX_CONNECTIONS`] clients at once, the [`Host`]'s reader cap
 //! per client, the [`Decoder`]'s 64 KiB per message, [`MAX_QUEUED_EVENTS`]
-//! unread events.
+//! unread events, and [`ServerOptions::init_timeout`] for a new connection
+//! to send its Init (so silent connections cannot hold every slot).
 //!
 //! ```no_run
 //! use std::sync::{atomic::AtomicBool, Arc};
@@ -141,6 +142,10 @@ pub enum ServerEvent {
     },
 }
 
+/// How long a new connection may stay silent unless
+/// [`ServerOptions::init_timeout`] says otherwise.
+pub const DEFAULT_INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Settings of a [`Server`].
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
@@ -148,6 +153,9 @@ pub struct ServerOptions {
     pub timeout: Duration,
     /// Readers one client may add.
     pub max_readers: usize,
+    /// How long a new connection may take to send its whole Init before
+    /// it is closed.
+    pub init_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -155,6 +163,7 @@ impl Default for ServerOptions {
         ServerOptions {
             timeout: DEFAULT_TIMEOUT,
             max_readers: DEFAULT_MAX_READERS,
+            init_timeout: DEFAULT_INIT_TIMEOUT,
         }
     }
 }
@@ -478,12 +487,38 @@ fn serve_connection(stream: &TcpStream, conn: &Arc<Conn>, shared: &Shared) -> io
     let mut decoder = Decoder::new();
     let mut chunk = vec![0u8; 16 * 1024];
     let sock = socket2::SockRef::from(stream);
+    // The whole Init must arrive within `init_timeout` (not each byte: a
+    // client dribbling one byte at a time cannot hold a slot for long).
+    let init_deadline = Instant::now() + shared.options.init_timeout;
+    let mut greeted = false;
     loop {
+        if !greeted {
+            if conn.lock().host.is_ready() {
+                // Greeted: from now on the client may be quiet for as
+                // long as it likes.
+                greeted = true;
+                stream.set_read_timeout(None)?;
+            } else {
+                let left = init_deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(no_init(shared));
+                }
+                stream.set_read_timeout(Some(left))?;
+            }
+        }
         let _ = sock.set_quickack(true);
         let n = match (&*stream).read(&mut chunk) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Err(no_init(shared));
+            }
             Err(e) => return Err(e),
         };
         let mut state = conn.lock();
@@ -532,6 +567,13 @@ fn serve_connection(stream: &TcpStream, conn: &Arc<Conn>, shared: &Shared) -> io
             return Err(io::Error::new(io::ErrorKind::InvalidData, e));
         }
     }
+}
+
+fn no_init(shared: &Shared) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("no Init within {:?}", shared.options.init_timeout),
+    )
 }
 
 fn card(conn: &Arc<Conn>, shared: &Shared, reader: u32) -> Option<RemoteCard> {
