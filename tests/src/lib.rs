@@ -477,6 +477,92 @@ impl PreStart<'_> {
     }
 }
 
+/// Runs `openssl ARGS`, which must succeed; returns its output.
+pub fn openssl(args: &[&str]) -> Output {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl (install openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Writes the public key of the certificate `cert` (PEM) to `out` (PEM).
+pub fn public_key_of(cert: &Path, out: &Path) {
+    let o = openssl(&["x509", "-in", cert.to_str().unwrap(), "-pubkey", "-noout"]);
+    std::fs::write(out, o.stdout).unwrap();
+}
+
+impl PcscEnv {
+    /// `pkcs11-tool --read-object --type cert --id 0001..` returns exactly
+    /// `dir/id0.pem`.. (as DER) for the first `count` identities.
+    pub fn assert_certificates_read_back(&self, dir: &Path, count: usize) {
+        for i in 0..count {
+            let out = self.dir().join(format!("read{i}.der"));
+            let id = format!("{:04X}", i + 1);
+            self.pkcs11(&[
+                "--read-object",
+                "--type",
+                "cert",
+                "--id",
+                &id,
+                "-o",
+                out.to_str().unwrap(),
+            ]);
+            let got = std::fs::read(&out).unwrap();
+            let want = pem_to_der(&dir.join(format!("id{i}.pem")));
+            assert_eq!(got, want, "certificate {id} differs from id{i}.pem");
+        }
+    }
+
+    /// Signs `data` with `pkcs11-tool --sign -m SHA256-RSA-PKCS --id ID`
+    /// after logging in with `pin`, and checks with `openssl dgst -verify`
+    /// against the certificate `cert`. Returns the signature.
+    pub fn assert_signature_verifies(
+        &self,
+        pin: &str,
+        id: &str,
+        cert: &Path,
+        data: &[u8],
+    ) -> Vec<u8> {
+        let input = self.dir().join(format!("sign-{id}.in"));
+        let sig = self.dir().join(format!("sign-{id}.sig"));
+        let key = self.dir().join(format!("sign-{id}.pub.pem"));
+        std::fs::write(&input, data).unwrap();
+        self.pkcs11(&[
+            "--login",
+            "--pin",
+            pin,
+            "--sign",
+            "-m",
+            "SHA256-RSA-PKCS",
+            "--id",
+            id,
+            "-i",
+            input.to_str().unwrap(),
+            "-o",
+            sig.to_str().unwrap(),
+        ]);
+        public_key_of(cert, &key);
+        let v = openssl(&[
+            "dgst",
+            "-sha256",
+            "-verify",
+            key.to_str().unwrap(),
+            "-signature",
+            sig.to_str().unwrap(),
+            input.to_str().unwrap(),
+        ]);
+        assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), "Verified OK");
+        std::fs::read(&sig).unwrap()
+    }
+}
+
 /// Converts a PEM certificate file to DER with openssl.
 pub fn pem_to_der(pem: &Path) -> Vec<u8> {
     let out = Command::new("openssl")

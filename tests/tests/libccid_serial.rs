@@ -53,74 +53,6 @@ fn start(reader: &str, extra: impl FnOnce(&Path) -> Vec<String>) -> (PcscEnv, Pa
 
 static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
-fn assert_certificates_read_back(env: &PcscEnv, dir: &Path) {
-    for i in 0..3 {
-        let out = env.dir().join(format!("read{i}.der"));
-        let id = format!("{:04X}", i + 1);
-        env.pkcs11(&[
-            "--read-object",
-            "--type",
-            "cert",
-            "--id",
-            &id,
-            "-o",
-            out.to_str().unwrap(),
-        ]);
-        let got = std::fs::read(&out).unwrap();
-        let want = pem_to_der(&dir.join(format!("id{i}.pem")));
-        assert_eq!(got, want, "certificate {id} differs from id{i}.pem");
-    }
-}
-
-/// Signs with identity 0001 through PKCS#11 and verifies the signature
-/// with openssl against `dir/id0.pem`.
-fn assert_signature_verifies(env: &PcscEnv, dir: &Path) {
-    let data = env.dir().join("data.bin");
-    let sig = env.dir().join("sig.bin");
-    let key = env.dir().join("id0.pub.pem");
-    std::fs::write(&data, b"signed through libccid's serial driver").unwrap();
-    env.pkcs11(&[
-        "--login",
-        "--pin",
-        "12345678",
-        "--sign",
-        "-m",
-        "SHA256-RSA-PKCS",
-        "--id",
-        "0001",
-        "-i",
-        data.to_str().unwrap(),
-        "-o",
-        sig.to_str().unwrap(),
-    ]);
-    let out = Command::new("openssl")
-        .args(["x509", "-pubkey", "-noout", "-in"])
-        .arg(dir.join("id0.pem"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    std::fs::write(&key, out.stdout).unwrap();
-    let verify = Command::new("openssl")
-        .args(["dgst", "-sha256", "-verify"])
-        .arg(&key)
-        .arg("-signature")
-        .arg(&sig)
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "openssl: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&verify.stdout).trim(),
-        "Verified OK"
-    );
-    assert_eq!(std::fs::read(&sig).unwrap().len(), 256);
-}
-
 #[test]
 fn opensc_reads_and_signs_through_the_real_ccid_driver() {
     let (mut env, _link) = start("GemPCTwin", |_| Vec::new());
@@ -163,8 +95,13 @@ fn opensc_reads_and_signs_through_the_real_ccid_driver() {
     }
     let dir = env.dir().join("default");
     write_default_card(&dir);
-    assert_certificates_read_back(&env, &dir);
-    assert_signature_verifies(&env, &dir);
+    env.assert_certificates_read_back(&dir, 3);
+    env.assert_signature_verifies(
+        "12345678",
+        "0001",
+        &dir.join("id0.pem"),
+        b"signed through libccid's serial driver",
+    );
 }
 
 #[test]
@@ -196,8 +133,13 @@ fn a_t1_card_through_the_real_ccid_driver() {
     assert!(vcac.contains("0100001110004D002000"), "{vcac}");
     assert!(vcac.contains("00C101FE3E"), "{vcac}");
     let dir = env.dir().join("t1card");
-    assert_certificates_read_back(&env, &dir);
-    assert_signature_verifies(&env, &dir);
+    env.assert_certificates_read_back(&dir, 3);
+    env.assert_signature_verifies(
+        "12345678",
+        "0001",
+        &dir.join("id0.pem"),
+        b"signed through libccid's serial driver",
+    );
 }
 
 #[test]
@@ -286,7 +228,12 @@ fn time_requests_while_a_slow_card_works() {
     );
     let dir = env.dir().join("default");
     write_default_card(&dir);
-    assert_signature_verifies(&env, &dir);
+    env.assert_signature_verifies(
+        "12345678",
+        "0001",
+        &dir.join("id0.pem"),
+        b"signed through libccid's serial driver",
+    );
     let vcac = env.vcac_log(0);
     assert!(vcac.contains("time request sent"), "{vcac}");
 }
@@ -306,7 +253,7 @@ fn sec1210urt_works_with_the_installed_libccid_too() {
     assert!(!list.contains("vcac serial 00 01"), "one slot: {list}");
     let dir = env.dir().join("default");
     write_default_card(&dir);
-    assert_certificates_read_back(&env, &dir);
+    env.assert_certificates_read_back(&dir, 3);
 }
 
 /// Runs `opensc-tool -r 0` with `n` times `-s APDU` (one session) and

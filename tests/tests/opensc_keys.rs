@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use vcac_tests::{vcac_bin, PcscEnv, OPENSC_PKCS11};
+use vcac_tests::{openssl, public_key_of, vcac_bin, PcscEnv, OPENSC_PKCS11};
 
 const PIN: &str = "24681357";
 const PUK: &str = "13572468";
@@ -40,24 +40,6 @@ fn provision(env: &PcscEnv, name: &str, extra: &[&str]) -> PathBuf {
     dir
 }
 
-fn openssl(args: &[&str]) -> std::process::Output {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("run openssl");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn public_key_of(cert: &Path, out: &Path) {
-    let o = openssl(&["x509", "-in", cert.to_str().unwrap(), "-pubkey", "-noout"]);
-    std::fs::write(out, o.stdout).unwrap();
-}
-
 fn serve(env: &mut PcscEnv, dir: &Path, backend: &str) {
     env.spawn_vcac(&[
         "serve",
@@ -79,35 +61,11 @@ fn sign_decrypt_and_self_test(backend: &str) {
     assert!(test.contains("No errors"), "{test}");
 
     // SIGN with the ID key; openssl verifies against id0.pem.
+    let sig =
+        env.assert_signature_verifies(PIN, "0001", &dir.join("id0.pem"), b"the quick brown fox");
+    assert_eq!(sig.len(), 256);
     let data = env.dir().join("data");
     std::fs::write(&data, b"the quick brown fox").unwrap();
-    let sig = env.dir().join("sig");
-    env.pkcs11(&[
-        "--login",
-        "--pin",
-        PIN,
-        "--sign",
-        "-m",
-        "SHA256-RSA-PKCS",
-        "--id",
-        "0001",
-        "-i",
-        data.to_str().unwrap(),
-        "-o",
-        sig.to_str().unwrap(),
-    ]);
-    let pubkey = env.dir().join("pub0.pem");
-    public_key_of(&dir.join("id0.pem"), &pubkey);
-    let v = openssl(&[
-        "dgst",
-        "-sha256",
-        "-verify",
-        pubkey.to_str().unwrap(),
-        "-signature",
-        sig.to_str().unwrap(),
-        data.to_str().unwrap(),
-    ]);
-    assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), "Verified OK");
 
     // openssl encrypts to id2.pem; the card decrypts (raw block, host unpads).
     let pub2 = env.dir().join("pub2.pem");
@@ -161,35 +119,8 @@ fn rsa3072_keys_sign_through_opensc() {
         &["--key-type", "rsa3072", "--identities", "1"],
     );
     serve(&mut env, &dir, "rustcrypto");
-    let data = env.dir().join("data");
-    std::fs::write(&data, b"3072").unwrap();
-    let sig = env.dir().join("sig");
-    env.pkcs11(&[
-        "--login",
-        "--pin",
-        PIN,
-        "--sign",
-        "-m",
-        "SHA256-RSA-PKCS",
-        "--id",
-        "0001",
-        "-i",
-        data.to_str().unwrap(),
-        "-o",
-        sig.to_str().unwrap(),
-    ]);
-    assert_eq!(std::fs::read(&sig).unwrap().len(), 384);
-    let pubkey = env.dir().join("pub.pem");
-    public_key_of(&dir.join("id0.pem"), &pubkey);
-    openssl(&[
-        "dgst",
-        "-sha256",
-        "-verify",
-        pubkey.to_str().unwrap(),
-        "-signature",
-        sig.to_str().unwrap(),
-        data.to_str().unwrap(),
-    ]);
+    let sig = env.assert_signature_verifies(PIN, "0001", &dir.join("id0.pem"), b"3072");
+    assert_eq!(sig.len(), 384);
 }
 
 #[test]

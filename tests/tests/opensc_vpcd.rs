@@ -7,29 +7,7 @@
     clippy::panic
 )]
 
-use std::path::Path;
-
 use vcac_tests::{pem_to_der, write_default_card, PcscEnv};
-
-/// `pkcs11-tool --read-object` for ids 0001.. returns exactly `dir/idN.pem`.
-fn assert_certificates_read_back(env: &PcscEnv, dir: &Path, count: usize) {
-    for i in 0..count {
-        let out = env.dir().join(format!("read{i}.der"));
-        let id = format!("{:04X}", i + 1);
-        env.pkcs11(&[
-            "--read-object",
-            "--type",
-            "cert",
-            "--id",
-            &id,
-            "-o",
-            out.to_str().unwrap(),
-        ]);
-        let got = std::fs::read(&out).unwrap();
-        let want = pem_to_der(&dir.join(format!("id{i}.pem")));
-        assert_eq!(got, want, "certificate {id} differs from id{i}.pem");
-    }
-}
 
 #[test]
 fn opensc_binds_the_cac_driver_and_reads_the_default_card() {
@@ -81,7 +59,7 @@ fn opensc_binds_the_cac_driver_and_reads_the_default_card() {
 
     let dir = env.dir().join("default");
     write_default_card(&dir);
-    assert_certificates_read_back(&env, &dir, 3);
+    env.assert_certificates_read_back(&dir, 3);
 }
 
 #[test]
@@ -108,7 +86,7 @@ fn t1_atr_and_compressed_certificates() {
         env.ok("opensc-tool", &["-r", "0", "-n"]).trim(),
         "Common Access Card (CAC)"
     );
-    assert_certificates_read_back(&env, &dir, 3);
+    env.assert_certificates_read_back(&dir, 3);
 }
 
 #[test]
@@ -134,7 +112,7 @@ fn a_provisioned_directory_is_served_byte_identical() {
     );
     env.spawn_vcac(&["serve", "--card", dir.to_str().unwrap()]);
     env.wait_for_card(0);
-    assert_certificates_read_back(&env, &dir, 3);
+    env.assert_certificates_read_back(&dir, 3);
     // The provisioned PIN works, the default one does not.
     env.pkcs11(&["--login", "--pin", "24681357", "-O"]);
     let bad = env.run(

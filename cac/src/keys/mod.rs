@@ -138,6 +138,14 @@ pub trait KeyBackend: Send + Sync {
     fn load_pkcs8_der(&self, der: &[u8]) -> Result<Arc<dyn KeyHandle>, KeyError>;
 }
 
+/// Appends `value` left-padded with zeros to `len` bytes: the raw RSA
+/// result as a modulus-length block.
+#[cfg(any(feature = "rustcrypto", feature = "openssl"))]
+fn push_left_padded(out: &mut Vec<u8>, value: &[u8], len: usize) {
+    out.resize(out.len() + len.saturating_sub(value.len()), 0);
+    out.extend_from_slice(value);
+}
+
 const RSA_ENCRYPTION: pkcs8::ObjectIdentifier =
     pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
 

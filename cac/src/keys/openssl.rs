@@ -104,8 +104,7 @@ impl KeyHandle for OpenSslRsa {
             .private_decrypt(input, &mut buf, Padding::NONE)
             .map_err(|_| KeyError::InvalidInput)?;
         let result = buf.get(..n).ok_or(KeyError::InvalidInput)?;
-        out.resize(out.len() + self.len.saturating_sub(n), 0);
-        out.extend_from_slice(result);
+        super::push_left_padded(out, result, self.len);
         Ok(())
     }
 }

@@ -203,9 +203,7 @@ impl KeyHandle for RsaHandle {
             ),
         };
         let bytes = Zeroizing::new(m.to_bytes_be());
-        let pad = self.len.saturating_sub(bytes.len());
-        out.resize(out.len() + pad, 0);
-        out.extend_from_slice(&bytes);
+        super::push_left_padded(out, &bytes, self.len);
         Ok(())
     }
 }

@@ -82,6 +82,19 @@ struct ServeArgs {
     backend: String,
 }
 
+/// A flag set by the first SIGINT or SIGTERM; a second one exits at once.
+fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, String> {
+    use std::sync::{atomic::AtomicBool, Arc};
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop))
+            .map_err(|e| format!("cannot install signal handler: {e}"))?;
+        signal_hook::flag::register(sig, Arc::clone(&stop))
+            .map_err(|e| format!("cannot install signal handler: {e}"))?;
+    }
+    Ok(stop)
+}
+
 /// The key backend named on the command line.
 fn key_backend(name: &str) -> Result<Box<dyn cac::keys::KeyBackend>, String> {
     match name {

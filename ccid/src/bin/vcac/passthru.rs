@@ -10,7 +10,7 @@ use std::sync::Arc;
 use cac::keys::KeyBackend;
 use ccid::card_dir;
 use ccid::vscard::connect;
-use signal_hook::consts::{SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook::consts::{SIGUSR1, SIGUSR2};
 use vreader::{ReaderError, ReaderId, ReaderSet};
 
 /// Options of `vcac passthru`.
@@ -63,14 +63,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         (None, None) => return Err("--connect or --listen is required".into()),
     };
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [SIGINT, SIGTERM] {
-        // A second signal exits at once.
-        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop))
-            .map_err(|e| format!("cannot install signal handler: {e}"))?;
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| format!("cannot install signal handler: {e}"))?;
-    }
+    let stop = crate::stop_on_signals()?;
 
     // Before anything slow, so an early SIGUSR1 cannot kill the process.
     let mut signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGUSR2])

@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::net::ToSocketAddrs;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use ccid::{card_dir, vpcd};
@@ -26,14 +25,7 @@ fn split_host_port(addr: &str) -> Result<(String, u16), String> {
 }
 
 pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal exits at once.
-        signal_hook::flag::register_conditional_shutdown(sig, 1, Arc::clone(&stop))
-            .map_err(|e| format!("cannot install signal handler: {e}"))?;
-        signal_hook::flag::register(sig, Arc::clone(&stop))
-            .map_err(|e| format!("cannot install signal handler: {e}"))?;
-    }
+    let stop = crate::stop_on_signals()?;
 
     let (host, base_port) = split_host_port(&args.vpcd)?;
     format!("{host}:{base_port}")
