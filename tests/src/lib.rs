@@ -502,10 +502,28 @@ impl PcscEnv {
     /// `pkcs11-tool --read-object --type cert --id 0001..` returns exactly
     /// `dir/id0.pem`.. (as DER) for the first `count` identities.
     pub fn assert_certificates_read_back(&self, dir: &Path, count: usize) {
+        self.assert_slot_certificates_read_back(None, dir, count);
+    }
+
+    /// [`PcscEnv::assert_certificates_read_back`] on the token in PKCS#11
+    /// slot index `slot` (`None`: the first token).
+    pub fn assert_slot_certificates_read_back(
+        &self,
+        slot: Option<usize>,
+        dir: &Path,
+        count: usize,
+    ) {
+        let slot_arg = slot.map(|s| s.to_string());
         for i in 0..count {
-            let out = self.dir().join(format!("read{i}.der"));
+            let out = self
+                .dir()
+                .join(format!("read{}-{i}.der", slot.unwrap_or(0)));
             let id = format!("{:04X}", i + 1);
-            self.pkcs11(&[
+            let mut args = Vec::new();
+            if let Some(s) = &slot_arg {
+                args.extend(["--slot-index", s.as_str()]);
+            }
+            args.extend([
                 "--read-object",
                 "--type",
                 "cert",
@@ -514,6 +532,7 @@ impl PcscEnv {
                 "-o",
                 out.to_str().unwrap(),
             ]);
+            self.pkcs11(&args);
             let got = std::fs::read(&out).unwrap();
             let want = pem_to_der(&dir.join(format!("id{i}.pem")));
             assert_eq!(got, want, "certificate {id} differs from id{i}.pem");

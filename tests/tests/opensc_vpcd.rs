@@ -7,7 +7,7 @@
     clippy::panic
 )]
 
-use vcac_tests::{pem_to_der, write_default_card, PcscEnv};
+use vcac_tests::{write_default_card, PcscEnv};
 
 #[test]
 fn opensc_binds_the_cac_driver_and_reads_the_default_card() {
@@ -195,27 +195,8 @@ fn two_cards_in_two_vpcd_slots_are_distinct_to_opensc() {
         slots.contains("CARD.a") && slots.contains("CARD.b"),
         "{slots}"
     );
-    for (slot, dir) in [("0", &dirs[0]), ("1", &dirs[1])] {
-        for i in 0..3 {
-            let out = env.dir().join(format!("s{slot}c{i}.der"));
-            let id = format!("{:04X}", i + 1);
-            env.pkcs11(&[
-                "--slot-index",
-                slot,
-                "--read-object",
-                "--type",
-                "cert",
-                "--id",
-                &id,
-                "-o",
-                out.to_str().unwrap(),
-            ]);
-            assert_eq!(
-                std::fs::read(&out).unwrap(),
-                pem_to_der(&dir.join(format!("id{i}.pem"))),
-                "slot {slot} id {id}"
-            );
-        }
+    for (slot, dir) in dirs.iter().enumerate() {
+        env.assert_slot_certificates_read_back(Some(slot), dir, 3);
     }
 }
 
