@@ -13,7 +13,10 @@
     clippy::panic
 )]
 
+mod common;
+
 use ccid::device::{BulkOutError, CcidDevice, DeviceConfig, SetupPacket, MAX_PACKET};
+use common::{card, rss, SELECT_CCC};
 use vreader::{ReaderId, ReaderSet};
 
 /// A small deterministic generator (xorshift64*) for the garbage.
@@ -32,16 +35,6 @@ impl Rng {
             *b = self.next_u32() as u8;
         }
     }
-}
-
-const SELECT_CCC: [u8; 12] = [
-    0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x01, 0x16, 0xDB, 0x00,
-];
-
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
 }
 
 fn message(ty: u8, slot: u8, seq: u8, data: &[u8]) -> Vec<u8> {
@@ -95,7 +88,7 @@ fn rig() -> (ReaderSet, Vec<ReaderId>, CcidDevice) {
         .map(|i| set.add_reader(&format!("slot {i}")).unwrap())
         .collect();
     for r in &readers {
-        let card = ccid::card_dir::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap();
+        let card = card();
         set.insert_card(*r, card).unwrap();
     }
     let dev = CcidDevice::new(DeviceConfig::default(), &set, &readers).unwrap();

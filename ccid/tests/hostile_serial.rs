@@ -12,6 +12,8 @@
     clippy::panic
 )]
 
+mod common;
+
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
@@ -23,18 +25,9 @@ use std::time::{Duration, Instant};
 
 use ccid::device::{CcidDevice, DeviceConfig};
 use ccid::serial::{encode_frame, serve, Frame, Pty, ReaderType, ServeOptions, Twin, TwinDecoder};
+use common::{card, rss, SELECT_CCC};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use vreader::ReaderSet;
-
-const SELECT_CCC: [u8; 12] = [
-    0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x01, 0x16, 0xDB, 0x00,
-];
-
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
 
 fn message(ty: u8, seq: u8, data: &[u8]) -> Vec<u8> {
     let mut m = vec![ty];
@@ -60,7 +53,7 @@ struct Served {
 impl Served {
     fn start(set: &Arc<ReaderSet>, name: &str) -> Served {
         let id = set.add_reader(name).unwrap();
-        let card = ccid::card_dir::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap();
+        let card = card();
         set.insert_card(id, card).unwrap();
         let pty = Pty::open().unwrap();
         let path = pty.path().to_owned();
@@ -290,7 +283,7 @@ proptest::proptest! {
     ) {
         let set = ReaderSet::new();
         let r = set.add_reader("p").unwrap();
-        let card = ccid::card_dir::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap();
+        let card = card();
         set.insert_card(r, card).unwrap();
         let mut dev = CcidDevice::new(DeviceConfig::gempc_twin(), &set, &[r]).unwrap();
         let mut twin = Twin::new(ReaderType::GemPcTwin);

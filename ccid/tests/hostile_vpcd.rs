@@ -11,6 +11,8 @@
     clippy::panic
 )]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,18 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ccid::vpcd::{serve, Ended};
+use common::{card, rss, SELECT_CCC};
 use vreader::ReaderSet;
-
-const SELECT_CCC: [u8; 12] = [
-    0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x01, 0x16, 0xDB, 0x00,
-];
-
-/// Resident set size of this process, in bytes.
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
 
 /// A fake vpcd: the listening side pcscd's driver would be.
 struct FakeVpcd {
@@ -99,7 +91,7 @@ struct Served {
 impl Served {
     fn start(set: &Arc<ReaderSet>, name: &str, addr: String) -> Served {
         let id = set.add_reader(name).unwrap();
-        let card = ccid::card_dir::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap();
+        let card = card();
         set.insert_card(id, card).unwrap();
         let handle = set.handle(id).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -252,7 +244,7 @@ fn bad_frames_table() {
     use ccid::vpcd::{answer, Decoder, Request};
     let set = ReaderSet::new();
     let id = set.add_reader("table").unwrap();
-    let card = ccid::card_dir::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap();
+    let card = card();
     set.insert_card(id, card).unwrap();
     let reader = set.handle(id).unwrap();
     let table: &[BadFrame] = &[

@@ -12,6 +12,8 @@
     clippy::panic
 )]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,17 +24,8 @@ use std::time::{Duration, Instant};
 use ccid::vscard::connect::{self, Options};
 use ccid::vscard::server::{RemoteCard, RemoteError, Server, ServerEvent, ServerOptions};
 use ccid::vscard::wire::{Message, UNDEFINED_READER_ID, VERSION};
+use common::{card, rss, SELECT_CCC};
 use vreader::ReaderSet;
-
-const SELECT_CCC: [u8; 12] = [
-    0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x01, 0x16, 0xDB, 0x00,
-];
-
-fn rss() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
 
 fn msg(m: Message<'_>, reader: u32) -> Vec<u8> {
     let mut out = Vec::new();
@@ -106,7 +99,7 @@ impl Client {
     fn start(addr: SocketAddr, name: &str) -> Client {
         let set = Arc::new(ReaderSet::new());
         let r = set.add_reader(name).unwrap();
-        let card = ccid::card_dir::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap();
+        let card = card();
         set.insert_card(r, card).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
         let options = Options {

@@ -10,6 +10,8 @@
     clippy::panic
 )]
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,11 +20,8 @@ use ccid::device::{CcidDevice, DeviceConfig};
 use ccid::vscard::bridge::Bridge;
 use ccid::vscard::connect;
 use ccid::vscard::server::Server;
+use common::card;
 use vreader::ReaderSet;
-
-fn card() -> cac::Card {
-    ccid::card_dir::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap()
-}
 
 /// One CCID message through the device; returns (message type, bStatus,
 /// bError, data).
