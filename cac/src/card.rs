@@ -1,13 +1,17 @@
-//! The card: persistent data (applets, keys, PIN counters), volatile
-//! session state, and the dispatcher that owns everything that crosses
-//! applets — SELECT by AID, logical channels, GET RESPONSE / `61 xx`
-//! splitting, `6C xx`, and the card-global PIN and challenge commands.
+//! The card: persistent data (applets, keys), volatile session state, and
+//! the dispatcher that owns everything that crosses applets — SELECT by
+//! AID, logical channels, GET RESPONSE / `61 xx` splitting, `6C xx`, GET
+//! CHALLENGE, power and reset. PIN, PUK and login belong to the applets'
+//! [`SecurityEnvironment`] (see [`crate::security`]).
 //!
 //! ```text
-//!  C-APDU ──► CommandView ──► dispatcher ──┬─► SELECT / MANAGE CHANNEL
-//!                                          ├─► VERIFY / CHANGE / RESET RETRY / GET CHALLENGE
+//!  C-APDU ──► CommandView ──► dispatcher ──┬─► SELECT / MANAGE CHANNEL / GET CHALLENGE
 //!                                          ├─► GET RESPONSE ◄── pending bytes
 //!                                          └─► selected applet ─► data ─► Le / 61xx ─► R-APDU
+//!                                                 │
+//!                                     VERIFY / CHANGE / RESET RETRY, login checks
+//!                                                 ▼
+//!                                        SecurityEnvironment
 //! ```
 
 use core::fmt;
@@ -22,7 +26,8 @@ use crate::apdu::CommandView;
 use crate::applet::{self, aca, ccc, gp, pki, pnp, Applet, Chain, Ctx};
 use crate::atr::Atr;
 use crate::keys::KeyHandle;
-use crate::pin::{Check, Pin, PinPolicy, PinState, PIN_BLOCK_LEN};
+use crate::pin::PinPolicy;
+use crate::security::{self, CacPin, SecurityEnvironment};
 use crate::status::Status;
 
 /// Most PKI applets a card can hold (`A0 00 00 00 79 01 00`..`0F`).
@@ -33,9 +38,6 @@ pub const CHANNELS: usize = 4;
 const INS_SELECT: u8 = 0xA4;
 const INS_GET_RESPONSE: u8 = 0xC0;
 const INS_MANAGE_CHANNEL: u8 = 0x70;
-const INS_VERIFY: u8 = 0x20;
-const INS_CHANGE_REFERENCE_DATA: u8 = 0x24;
-const INS_RESET_RETRY_COUNTER: u8 = 0x2C;
 const INS_GET_CHALLENGE: u8 = 0x84;
 
 /// One certificate of the card and the private key that goes with it.
@@ -146,25 +148,44 @@ impl fmt::Display for CardError {
 impl std::error::Error for CardError {}
 
 /// Builds a [`Card`].
-#[derive(Debug)]
 pub struct CardBuilder {
     atr: Atr,
-    pin: PinPolicy,
+    security: Box<dyn SecurityEnvironment>,
     identities: Vec<Identity>,
     card_id: Option<Vec<u8>>,
     exact_le: bool,
 }
 
+impl fmt::Debug for CardBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CardBuilder")
+            .field("atr", &self.atr)
+            .field("identities", &self.identities)
+            .field("exact_le", &self.exact_le)
+            .finish_non_exhaustive()
+    }
+}
+
 impl CardBuilder {
-    /// A builder with the default CAC ATR and the given PIN policy.
+    /// A builder with the default CAC ATR and a card-global PIN with the
+    /// given policy ([`CacPin`]).
     pub fn new(pin: PinPolicy) -> CardBuilder {
         CardBuilder {
             atr: Atr::default(),
-            pin,
+            security: Box::new(CacPin::new(pin)),
             identities: Vec::new(),
             card_id: None,
             exact_le: false,
         }
+    }
+
+    /// Replaces the card-global security environment the CAC applets
+    /// share (VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER and the
+    /// login SIGN/DECRYPT needs): for hosts that delegate the PIN, such as
+    /// an NSS database password or a PKCS#11 token's login.
+    pub fn security(mut self, security: Box<dyn SecurityEnvironment>) -> CardBuilder {
+        self.security = security;
+        self
     }
 
     /// Sets the ATR.
@@ -261,7 +282,7 @@ impl CardBuilder {
             atr: self.atr,
             applets,
             card_id,
-            pin: PinState::new(self.pin),
+            security: self.security,
             exact_le: self.exact_le,
             session: Session::new(),
             rng: Box::new(rng),
@@ -292,7 +313,6 @@ struct Channel {
 /// Volatile state: cleared by power-off, reset and removal.
 struct Session {
     channels: [Channel; CHANNELS],
-    verified: bool,
     chain: Chain,
     pending: Vec<u8>,
     pending_pos: usize,
@@ -307,7 +327,6 @@ impl Session {
         channels[0].open = true;
         Session {
             channels,
-            verified: false,
             chain: Chain::default(),
             pending: Vec::new(),
             pending_pos: 0,
@@ -320,7 +339,6 @@ impl Session {
     fn reset(&mut self) {
         self.channels = [Channel::default(); CHANNELS];
         self.channels[0].open = true;
-        self.verified = false;
         self.chain.clear();
         self.pending_secret = true;
         self.drop_pending();
@@ -352,7 +370,7 @@ pub struct Card {
     atr: Atr,
     applets: Vec<Applet>,
     card_id: Vec<u8>,
-    pin: PinState,
+    security: Box<dyn SecurityEnvironment>,
     exact_le: bool,
     session: Session,
     rng: Box<dyn CryptoRngCore + Send>,
@@ -364,7 +382,7 @@ impl fmt::Debug for Card {
             .field("atr", &self.atr)
             .field("card_id", &HexBytes(&self.card_id))
             .field("applets", &self.applets.len())
-            .field("pin_tries_left", &self.pin.tries_left())
+            .field("pin_tries_left", &self.security.tries_left())
             .finish_non_exhaustive()
     }
 }
@@ -398,17 +416,17 @@ impl Card {
 
     /// PIN tries left before it blocks.
     pub fn pin_tries_left(&self) -> u8 {
-        self.pin.tries_left()
+        self.security.tries_left()
     }
 
     /// True when the PIN has been verified in this session.
     pub fn is_verified(&self) -> bool {
-        self.session.verified
+        self.security.is_verified()
     }
 
-    /// Cold reset: clears the session and returns the ATR.
+    /// Cold reset: clears the session and the login, returns the ATR.
     pub fn power_on(&mut self) -> &[u8] {
-        self.session.reset();
+        self.clear_session();
         self.atr.as_bytes()
     }
 
@@ -420,7 +438,12 @@ impl Card {
     /// Power off: clears the session (login, selections, chains, pending
     /// response).
     pub fn power_off(&mut self) {
+        self.clear_session();
+    }
+
+    fn clear_session(&mut self) {
         self.session.reset();
+        self.security.logout();
     }
 
     /// Processes one command APDU and appends the response APDU (data and
@@ -471,9 +494,6 @@ impl Card {
         let result = match cmd.ins() {
             INS_SELECT if cmd.p1() == 0x04 => self.select(channel, cmd, &mut out),
             INS_MANAGE_CHANNEL => self.manage_channel(cmd, &mut out),
-            INS_VERIFY => self.verify(cmd),
-            INS_CHANGE_REFERENCE_DATA => self.change_reference_data(cmd),
-            INS_RESET_RETRY_COUNTER => self.reset_retry_counter(cmd),
             INS_GET_CHALLENGE => self.get_challenge(cmd, &mut out),
             ins => self.route_to_applet(channel, ins, cmd, &mut out),
         };
@@ -505,14 +525,15 @@ impl Card {
         let selected = self.session.channels.get(channel).and_then(|c| c.selected);
         let Some((index, applet)) = selected.and_then(|i| self.applets.get(i).map(|a| (i, a)))
         else {
-            return Err(if ins == INS_SELECT {
-                Status::NotFound
-            } else {
-                Status::InsNotSupported
-            });
+            return match ins {
+                INS_SELECT => Err(Status::NotFound),
+                // With no applet selected, the card-global environment answers.
+                ins if security::is_security_command(ins) => self.security.process(cmd),
+                _ => Err(Status::InsNotSupported),
+            };
         };
         let mut ctx = Ctx {
-            verified: self.session.verified,
+            security: &mut *self.security,
             rng: &mut *self.rng,
             chain: &mut self.session.chain,
             me: index,
@@ -654,93 +675,6 @@ impl Card {
                 Ok(())
             }
             _ => Err(Status::IncorrectP1P2),
-        }
-    }
-
-    fn verify(&mut self, cmd: &CommandView<'_>) -> Result<(), Status> {
-        if (cmd.p1(), cmd.p2()) != (0x00, 0x00) {
-            return Err(Status::IncorrectP1P2);
-        }
-        let data = cmd.data();
-        if data.is_empty() {
-            return if self.session.verified {
-                Ok(())
-            } else if self.pin.tries_left() == 0 {
-                Err(Status::AuthBlocked)
-            } else {
-                Err(Status::VerifyFailed {
-                    tries_left: self.pin.tries_left(),
-                })
-            };
-        }
-        if data.len() != PIN_BLOCK_LEN {
-            return Err(Status::WrongLength);
-        }
-        self.present_pin(data)
-    }
-
-    fn present_pin(&mut self, block: &[u8]) -> Result<(), Status> {
-        match self.pin.check_pin(block) {
-            Check::Ok => {
-                self.session.verified = true;
-                Ok(())
-            }
-            Check::Wrong(tries_left) => {
-                self.session.verified = false;
-                Err(Status::VerifyFailed { tries_left })
-            }
-            Check::Blocked => {
-                self.session.verified = false;
-                Err(Status::AuthBlocked)
-            }
-        }
-    }
-
-    fn change_reference_data(&mut self, cmd: &CommandView<'_>) -> Result<(), Status> {
-        if !matches!(cmd.p1(), 0x00 | 0x01) || cmd.p2() != 0x00 {
-            return Err(Status::IncorrectP1P2);
-        }
-        let (old, new) = cmd
-            .data()
-            .split_at_checked(PIN_BLOCK_LEN)
-            .filter(|(_, new)| new.len() == PIN_BLOCK_LEN)
-            .ok_or(Status::WrongLength)?;
-        let new = Pin::from_block(new).map_err(|_| Status::IncorrectData)?;
-        self.present_pin(old)?;
-        self.pin.set_pin(new);
-        Ok(())
-    }
-
-    fn reset_retry_counter(&mut self, cmd: &CommandView<'_>) -> Result<(), Status> {
-        if cmd.p2() != 0x00 {
-            return Err(Status::IncorrectP1P2);
-        }
-        let data = cmd.data();
-        let (puk, new) = match cmd.p1() {
-            0x00 if data.len() == 2 * PIN_BLOCK_LEN => {
-                let (puk, new) = data.split_at(PIN_BLOCK_LEN);
-                (
-                    puk,
-                    Some(Pin::from_block(new).map_err(|_| Status::IncorrectData)?),
-                )
-            }
-            0x01 if data.len() == PIN_BLOCK_LEN => (data, None),
-            0x00 | 0x01 => return Err(Status::WrongLength),
-            _ => return Err(Status::IncorrectP1P2),
-        };
-        if !self.pin.has_puk() {
-            return Err(Status::ReferencedDataNotFound);
-        }
-        match self.pin.check_puk(puk) {
-            Check::Ok => {
-                match new {
-                    Some(pin) => self.pin.set_pin(pin),
-                    None => self.pin.reset_counter(),
-                }
-                Ok(())
-            }
-            Check::Wrong(tries_left) => Err(Status::VerifyFailed { tries_left }),
-            Check::Blocked => Err(Status::AuthBlocked),
         }
     }
 

@@ -11,8 +11,9 @@
 //!        bytes                          ┌──────────── Card ─────────────┐
 //!  host ───────► Card::transmit ──────► │ CommandView (ISO 7816 cases)  │
 //!                                       │ dispatcher: SELECT, channels, │
-//!                                       │   GET RESPONSE/61xx, PIN      │
+//!                                       │   GET RESPONSE/61xx           │
 //!                                       │ applets: CCC ACA PKI… GP PnP  │
+//!                                       │ security: PIN, PUK, login     │
 //!  host ◄─────── R-APDU ◄────────────── │ key store: dyn KeyHandle      │
 //!                                       └───────────────────────────────┘
 //! ```
@@ -62,6 +63,7 @@ pub mod card;
 pub mod config;
 pub mod keys;
 pub mod pin;
+pub mod security;
 pub mod status;
 pub mod tlv;
 
@@ -69,6 +71,7 @@ pub use apdu::CommandView;
 pub use atr::{Atr, DEFAULT_ATR};
 pub use card::{Card, CardBuilder, CardError, Identity};
 pub use pin::{Pin, PinPolicy};
+pub use security::{CacPin, SecurityEnvironment};
 pub use status::Status;
 
 /// AIDs of the applets this card implements, for hosts and tests.

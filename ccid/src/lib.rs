@@ -4,28 +4,29 @@
 //! plugs them into the outside world:
 //!
 //! ```text
-//!   pcscd ◄── TCP (vpcd) ──── vpcd::serve ──┐
-//!                                           ├── vreader::ReaderSet ── cac::Card
-//!   card dir / embedded default ── card_dir ┘
+//!   pcscd ◄── TCP (vpcd) ────────── vpcd::serve ──┐
+//!   libccid serial ◄── pty ──── serial::serve ────┤
+//!   QEMU ccid-card-passthru ◄── vscard::client ───┼── vreader::ReaderSet ── cac::Card
+//!   a VMM's USB stack ◄── device::CcidDevice ─────┘
 //! ```
 //!
 //! * [`vpcd`]: a client for vsmartcard's pcscd driver (`vsmartcard-vpcd`).
-//! * [`card_dir`]: loading a card from `card.toml` and its files.
 //! * [`device`]: the USB CCID reader as a sans-IO device model a VMM embeds.
 //! * [`serial`]: that reader on a pty, for libccid's serial driver
 //!   (`libccidtwin.so`).
 //! * [`vscard`]: QEMU's VSCard passthrough protocol (`ccid-card-passthru`),
 //!   client (card side) and host (reader side).
 //!
-//! The `vcac` binary (`cargo build --release` → `target/release/vcac`)
-//! drives them from the command line.
+//! This crate is a library only: it pulls in no command-line, logging-setup
+//! or signal-handling crates and no test PKI. Cards come from the
+//! `vcac-sources` crate (or any code that builds a [`cac::Card`]); the
+//! `vcac` command-line tool drives these transports.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     test,
     allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)
 )]
 
-pub mod card_dir;
 pub mod device;
 pub mod serial;
 pub mod vpcd;

@@ -96,7 +96,7 @@ pub fn vcac_bin() -> &'static Path {
                 "build",
                 "-q",
                 "-p",
-                "ccid",
+                "vcac",
                 "--bin",
                 "vcac",
                 "--features",
@@ -108,7 +108,7 @@ pub fn vcac_bin() -> &'static Path {
             let status = cmd.status().expect("run cargo build for vcac");
             assert!(
                 status.success(),
-                "cargo build -p ccid --bin vcac --features openssl failed"
+                "cargo build -p vcac --bin vcac --features openssl failed"
             );
             std::fs::copy(&built, &copy)
                 .unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));

@@ -1,11 +1,15 @@
 //! The card's applets. Each sees one parsed command and writes one reply;
-//! SELECT by AID, GET RESPONSE, chaining of responses and the PIN are the
-//! dispatcher's (see [`crate::card`]).
+//! SELECT by AID, GET RESPONSE and chaining of responses are the
+//! dispatcher's (see [`crate::card`]). The CAC applets share the
+//! card-global [`SecurityEnvironment`]: its commands (VERIFY, CHANGE
+//! REFERENCE DATA, RESET RETRY COUNTER) go to it whichever of them is
+//! selected.
 
 use rand_core::CryptoRngCore;
 use zeroize::Zeroize;
 
 use crate::apdu::CommandView;
+use crate::security::{self, SecurityEnvironment};
 use crate::status::Status;
 
 pub(crate) mod aca;
@@ -26,8 +30,8 @@ pub(crate) const CAC_RID: [u8; 5] = [0xA0, 0x00, 0x00, 0x00, 0x79];
 
 /// What an applet may touch besides its own (immutable) data.
 pub(crate) struct Ctx<'a> {
-    /// The card-global PIN has been verified in this session.
-    pub(crate) verified: bool,
+    /// The security environment of the applet being called.
+    pub(crate) security: &'a mut dyn SecurityEnvironment,
     /// The card's RNG (blinding, challenges).
     pub(crate) rng: &'a mut dyn CryptoRngCore,
     /// The SIGN/DECRYPT chaining buffer.
@@ -107,6 +111,9 @@ impl Applet {
         ctx: &mut Ctx<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(), Status> {
+        if security::is_security_command(cmd.ins()) {
+            return ctx.security.process(cmd);
+        }
         match self {
             Applet::Ccc(a) => a.process(cmd, out),
             Applet::Aca(a) => a.process(cmd, out),

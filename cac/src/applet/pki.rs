@@ -134,7 +134,7 @@ impl Pki {
             ctx.chain.clear();
             return Err(Status::ReferencedDataNotFound);
         };
-        if !ctx.verified {
+        if !ctx.security.is_verified() {
             ctx.chain.clear();
             return Err(Status::SecurityNotSatisfied);
         }

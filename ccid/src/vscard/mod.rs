@@ -34,7 +34,7 @@
 //! use vreader::ReaderSet;
 //!
 //! # fn card() -> cac::Card {
-//! #     ccid::card_dir::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap()
+//! #     vcac_sources::embedded::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap()
 //! # }
 //! let set = ReaderSet::new();
 //! let reader = set.add_reader("vcac 0")?;

@@ -1,5 +1,8 @@
-//! `vcac`: a virtual CAC smart card for pcscd, and the test identities to
-//! put on it.
+//! `vcac`: the command-line tool. It serves virtual CAC cards to pcscd
+//! (vpcd), QEMU (VSCard) and libccid's serial driver, and provisions the
+//! test identities they carry. The work is done by the `cac`, `vreader`,
+//! `ccid` and `vcac-sources` libraries; this crate parses arguments, sets
+//! up logging and signals, and drives them.
 #![forbid(unsafe_code)]
 
 mod ccid_serial;
@@ -23,9 +26,15 @@ const VERSION: &str = if cfg!(feature = "openssl") {
     concat!(env!("CARGO_PKG_VERSION"), " (key backends: rustcrypto)")
 };
 
-/// A virtual CAC smart card: serve it to pcscd, provision its identities.
+/// vcac: software CAC smart cards for pcscd, QEMU guests and CI.
+///
+/// Serves virtual cards backed by certificate files to pcscd (through
+/// vsmartcard's vpcd), to QEMU's ccid-card-passthru (VSCard) and to
+/// libccid's serial driver, and provisions deterministic test identities.
+/// Without --card, every command uses the embedded default card (three
+/// RSA-2048 identities, PIN 12345678).
 #[derive(Parser, Debug)]
-#[command(name = "vcac", version = VERSION, about, long_about = None)]
+#[command(name = "vcac", version = VERSION)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -76,10 +85,9 @@ struct ServeArgs {
     /// vpcd slot of the first card (slot N listens on port + N).
     #[arg(long, value_name = "N", default_value_t = 0)]
     slot: u16,
-    /// Key backend: rustcrypto (pure Rust, default) or openssl (the
-    /// system's libcrypto, when built with the `openssl` feature).
-    #[arg(long, value_name = "NAME", default_value = "rustcrypto")]
-    backend: String,
+    /// Key backend for the cards' private keys.
+    #[arg(long, value_enum, default_value_t = crate::Backend::Rustcrypto)]
+    backend: crate::Backend,
 }
 
 /// A flag set by the first SIGINT or SIGTERM; a second one exits at once.
@@ -95,21 +103,28 @@ fn stop_on_signals() -> Result<std::sync::Arc<std::sync::atomic::AtomicBool>, St
     Ok(stop)
 }
 
+/// The key backends `--backend` offers.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Backend {
+    /// Pure Rust (RustCrypto `rsa` and `p256`), blinded, constant time.
+    Rustcrypto,
+    /// The system's OpenSSL libcrypto (needs a build with the `openssl`
+    /// feature).
+    Openssl,
+}
+
 /// The key backend named on the command line.
-fn key_backend(name: &str) -> Result<Box<dyn cac::keys::KeyBackend>, String> {
-    match name {
-        "rustcrypto" => Ok(Box::new(cac::keys::RustCrypto)),
+fn key_backend(backend: Backend) -> Result<Box<dyn cac::keys::KeyBackend>, String> {
+    match backend {
+        Backend::Rustcrypto => Ok(Box::new(cac::keys::RustCrypto)),
         #[cfg(feature = "openssl")]
-        "openssl" => Ok(Box::new(cac::keys::openssl::OpenSsl)),
+        Backend::Openssl => Ok(Box::new(cac::keys::openssl::OpenSsl)),
         #[cfg(not(feature = "openssl"))]
-        "openssl" => Err(
+        Backend::Openssl => Err(
             "--backend openssl: this vcac was built without the `openssl` feature \
-                          (cargo build --release --features openssl)"
+             (cargo build --release --features openssl)"
                 .into(),
         ),
-        other => Err(format!(
-            "--backend {other}: unknown key backend (rustcrypto, openssl)"
-        )),
     }
 }
 

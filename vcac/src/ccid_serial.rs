@@ -5,9 +5,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ccid::card_dir;
 use ccid::device::{CcidDevice, DeviceConfig};
 use ccid::serial::{self, Pty, ReaderType, ServeOptions, Twin};
+use vcac_sources::{dir as card_dir, embedded};
 use vreader::ReaderSet;
 
 /// Where libccid's serial driver lives on Debian.
@@ -27,7 +27,10 @@ pub(crate) struct Args {
     /// GemPCTwin (1 slot), SEC1210URT (1 slot) or SEC1210 (2 slots).
     /// Whether commands are echoed follows the driver's open probe
     /// (libccid before 1.7 drives SEC1210URT as a GemPC Twin).
-    #[arg(long, value_name = "TYPE", default_value = "GemPCTwin")]
+    #[arg(long, value_name = "TYPE", default_value = "GemPCTwin",
+          value_parser = clap::builder::TypedValueParser::try_map(
+              clap::builder::PossibleValuesParser::new(["GemPCTwin", "SEC1210URT", "SEC1210"]),
+              |s: String| s.parse::<ReaderType>()))]
     reader: ReaderType,
     /// Milliseconds between the time-request bytes sent while a card
     /// operation runs.
@@ -37,10 +40,9 @@ pub(crate) struct Args {
     /// slow card, to test host timeouts and time requests).
     #[arg(long, value_name = "MS", default_value_t = 0)]
     card_delay_ms: u64,
-    /// Key backend: rustcrypto (pure Rust, default) or openssl (when built
-    /// with the `openssl` feature).
-    #[arg(long, value_name = "NAME", default_value = "rustcrypto")]
-    backend: String,
+    /// Key backend for the cards' private keys.
+    #[arg(long, value_enum, default_value_t = crate::Backend::Rustcrypto)]
+    backend: crate::Backend,
 }
 
 pub(crate) fn run(args: Args) -> Result<(), String> {
@@ -57,7 +59,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         return Err("--tick-ms must be at least 1".into());
     }
 
-    let backend = crate::key_backend(&args.backend)?;
+    let backend = crate::key_backend(args.backend)?;
     let set = ReaderSet::new();
     let readers = (0..slots)
         .map(|i| set.add_reader(&format!("vcac ccid slot {i}")))
@@ -65,7 +67,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut described = Vec::new();
     if args.cards.is_empty() {
-        let card = card_dir::default_card(backend.as_ref(), rand_core::OsRng)
+        let card = embedded::default_card(backend.as_ref(), rand_core::OsRng)
             .map_err(|e| format!("embedded default card: {e}"))?;
         described.push(format!(
             "slot 0: the embedded default card (serial {}), PIN {}",

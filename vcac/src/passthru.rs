@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use cac::keys::KeyBackend;
-use ccid::card_dir;
 use ccid::vscard::connect;
 use signal_hook::consts::{SIGUSR1, SIGUSR2};
+use vcac_sources::{dir as card_dir, embedded};
 use vreader::{ReaderError, ReaderId, ReaderSet};
 
 /// Options of `vcac passthru`.
@@ -35,10 +35,9 @@ pub(crate) struct Args {
     /// Do not read commands from standard input.
     #[arg(long)]
     no_stdin: bool,
-    /// Key backend: rustcrypto (pure Rust, default) or openssl (when built
-    /// with the `openssl` feature).
-    #[arg(long, value_name = "NAME", default_value = "rustcrypto")]
-    backend: String,
+    /// Key backend for the cards' private keys.
+    #[arg(long, value_enum, default_value_t = crate::Backend::Rustcrypto)]
+    backend: crate::Backend,
 }
 
 const HELP: &str =
@@ -71,7 +70,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
 
     let set = Arc::new(ReaderSet::new());
     let mut stdout = std::io::stdout().lock();
-    let backend = crate::key_backend(&args.backend)?;
+    let backend = crate::key_backend(args.backend)?;
     let loaded = load_cards(&args.cards, backend.as_ref())?;
     for (i, (label, card, pin)) in loaded.into_iter().enumerate() {
         let serial: String = card.card_id().iter().map(|b| format!("{b:02X}")).collect();
@@ -156,7 +155,7 @@ type Loaded = (String, cac::Card, String);
 
 fn load_cards(dirs: &[PathBuf], backend: &dyn KeyBackend) -> Result<Vec<Loaded>, String> {
     if dirs.is_empty() {
-        let card = card_dir::default_card(backend, rand_core::OsRng)
+        let card = embedded::default_card(backend, rand_core::OsRng)
             .map_err(|e| format!("embedded default card: {e}"))?;
         return Ok(vec![(
             "the embedded default card".to_owned(),

@@ -4,7 +4,8 @@ use std::io::Write;
 use std::net::ToSocketAddrs;
 use std::sync::Arc;
 
-use ccid::{card_dir, vpcd};
+use ccid::vpcd;
+use vcac_sources::{dir as card_dir, embedded};
 use vreader::ReaderSet;
 
 use crate::ServeArgs;
@@ -32,10 +33,10 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
         .to_socket_addrs()
         .map_err(|e| format!("--vpcd {}: {e}", args.vpcd))?;
 
-    let backend = crate::key_backend(&args.backend)?;
+    let backend = crate::key_backend(args.backend)?;
     let mut cards = Vec::new();
     if args.cards.is_empty() {
-        let card = card_dir::default_card(backend.as_ref(), rand_core::OsRng)
+        let card = embedded::default_card(backend.as_ref(), rand_core::OsRng)
             .map_err(|e| format!("embedded default card: {e}"))?;
         cards.push((
             "the embedded default card".to_owned(),

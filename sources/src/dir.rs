@@ -1,5 +1,5 @@
-//! Loading a card from a card directory (`card.toml` + certificates and
-//! keys), or the embedded default card.
+//! Card directories: `card.toml` plus the certificate and key files it
+//! names, read from disk with bounded sizes and turned into a [`Card`].
 
 use core::fmt;
 use std::path::{Path, PathBuf};
@@ -102,28 +102,6 @@ pub fn load(
     })
 }
 
-/// The embedded default card (three RSA-2048 identities, PIN
-/// [`certs_fixtures::default_card::PIN`]), no files needed.
-pub fn default_card(
-    backend: &dyn KeyBackend,
-    rng: impl rand_core::CryptoRngCore + Send + 'static,
-) -> Result<Card, ConfigError> {
-    let files = certs_fixtures::default_card::files();
-    let mut read = |name: &str| {
-        files
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, b)| b.to_vec())
-            .ok_or_else(|| "not in the embedded default card".to_owned())
-    };
-    config::load_card(
-        certs_fixtures::default_card::CARD_TOML,
-        &mut read,
-        backend,
-        rng,
-    )
-}
-
 /// The PIN written in `dir/card.toml` (for display), if readable.
 pub fn pin_of(dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(dir.join("card.toml")).ok()?;
@@ -134,6 +112,8 @@ pub fn pin_of(dir: &Path) -> Option<String> {
 mod tests {
     use super::*;
     use cac::keys::RustCrypto;
+
+    use crate::embedded::default_card;
 
     fn write_default(dir: &Path) {
         for (name, bytes) in certs_fixtures::default_card::files() {
