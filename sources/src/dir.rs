@@ -102,6 +102,51 @@ pub fn load(
     })
 }
 
+/// Loads the card of `dir/card.toml` with only some of its identities:
+/// `select` lists `[[identity]]` indices (0-based) in the order their PKI
+/// applets should take; indices the profile does not have are skipped.
+/// `Ok(None)` when none is left. PIN policy, ATR and the other `[card]`
+/// settings come from the profile. (The libcacard drop-in uses this for
+/// certificate nicknames `id0`, `id1`, ….)
+pub fn load_selected(
+    dir: &Path,
+    select: &[usize],
+    backend: &dyn KeyBackend,
+    rng: impl rand_core::CryptoRngCore + Send + 'static,
+) -> Result<Option<Card>, CardDirError> {
+    let toml_path = dir.join("card.toml");
+    let fail = |path: PathBuf, reason: String| CardDirError { path, reason };
+    let text = read_bounded(&toml_path).map_err(|r| fail(toml_path.clone(), r))?;
+    let text = String::from_utf8(text).map_err(|_| fail(toml_path.clone(), "not UTF-8 text".into()))?;
+    let mut config = config::CardConfig::parse(&text).map_err(|e| fail(toml_path.clone(), e.to_string()))?;
+    let chosen: Vec<_> = select
+        .iter()
+        .filter_map(|i| config.identities.get(*i).cloned())
+        .collect();
+    if chosen.is_empty() {
+        return Ok(None);
+    }
+    config.identities = chosen;
+    let mut read = |name: &str| {
+        let p = Path::new(name);
+        if p.is_absolute()
+            || p.components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            return Err("must be a file inside the card directory".to_owned());
+        }
+        read_bounded(&dir.join(p))
+    };
+    let builder = config.builder(&mut read, backend).map_err(|e| match e {
+        ConfigError::File { name, reason } => fail(dir.join(name), reason),
+        other => fail(toml_path.clone(), other.to_string()),
+    })?;
+    builder
+        .build(rng)
+        .map(Some)
+        .map_err(|e| fail(toml_path.clone(), e.to_string()))
+}
+
 /// The PIN written in `dir/card.toml` (for display), if readable.
 pub fn pin_of(dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(dir.join("card.toml")).ok()?;
@@ -129,6 +174,27 @@ mod tests {
         let embedded = default_card(&RustCrypto, rand_core::OsRng).unwrap();
         assert_eq!(card.card_id(), embedded.card_id());
         assert_eq!(pin_of(tmp.path()).as_deref(), Some("12345678"));
+    }
+
+    #[test]
+    fn loads_selected_identities() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_default(tmp.path());
+        let full = load(tmp.path(), &RustCrypto, rand_core::OsRng).unwrap();
+        let mut two = load_selected(tmp.path(), &[2, 9, 0], &RustCrypto, rand_core::OsRng)
+            .unwrap()
+            .unwrap();
+        assert_ne!(two.card_id(), full.card_id());
+        assert_eq!(two.pin_tries_left(), full.pin_tries_left());
+        two.power_on();
+        // PKI applets 0 and 1 exist (identities 2 and 0), applet 2 does not.
+        for (i, sw) in [(0u8, [0x61u8, 0x0D]), (1, [0x61, 0x0D]), (2, [0x6A, 0x82])] {
+            let r = two.transmit_vec(&[0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x00, 0x79, 0x01, i]);
+            assert_eq!(r, sw, "PKI {i}");
+        }
+        assert!(load_selected(tmp.path(), &[7], &RustCrypto, rand_core::OsRng)
+            .unwrap()
+            .is_none());
     }
 
     #[test]
