@@ -140,6 +140,19 @@ impl<'a> CommandView<'a> {
     pub const fn header(&self) -> [u8; 4] {
         self.header
     }
+
+    /// The same command with another data field (the concatenation of a
+    /// CLA-chained command's parts); the class byte loses its chaining bit.
+    pub(crate) fn with_data<'b>(&self, data: &'b [u8]) -> CommandView<'b> {
+        let mut header = self.header;
+        header[0] &= !0x10;
+        CommandView {
+            header,
+            data,
+            le: self.le,
+            extended: self.extended || data.len() > 255,
+        }
+    }
 }
 
 impl<'a> TryFrom<&'a [u8]> for CommandView<'a> {

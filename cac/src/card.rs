@@ -23,12 +23,14 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
 use crate::apdu::CommandView;
-use crate::applet::{self, aca, ccc, gp, pki, pnp, Applet, Chain, Ctx};
+use crate::applet::{aca, ccc, gp, piv, pki, pnp, Applet, Chain, Ctx};
 use crate::atr::Atr;
-use crate::keys::KeyHandle;
+use crate::keys::{KeyBackend, KeyHandle};
 use crate::pin::PinPolicy;
+use crate::piv::{PivOptions, Profile};
 use crate::security::{self, CacPin, SecurityEnvironment};
 use crate::status::Status;
+use crate::store::{NullStore, Store};
 
 /// Most PKI applets a card can hold (`A0 00 00 00 79 01 00`..`0F`).
 pub const MAX_IDENTITIES: usize = 16;
@@ -39,6 +41,8 @@ const INS_SELECT: u8 = 0xA4;
 const INS_GET_RESPONSE: u8 = 0xC0;
 const INS_MANAGE_CHANNEL: u8 = 0x70;
 const INS_GET_CHALLENGE: u8 = 0x84;
+/// Most bytes a CLA-chained command may assemble.
+const MAX_CHAINED: usize = 16 * 1024;
 
 /// One certificate of the card and the private key that goes with it.
 #[derive(Clone)]
@@ -46,6 +50,7 @@ pub struct Identity {
     certificate: Vec<u8>,
     key: Option<Arc<dyn KeyHandle>>,
     compress: bool,
+    piv_slot: Option<u8>,
 }
 
 impl Identity {
@@ -55,6 +60,7 @@ impl Identity {
             certificate: certificate_der,
             key: Some(key),
             compress: false,
+            piv_slot: None,
         }
     }
 
@@ -65,6 +71,7 @@ impl Identity {
             certificate: certificate_der,
             key: None,
             compress: false,
+            piv_slot: None,
         }
     }
 
@@ -72,6 +79,14 @@ impl Identity {
     /// do. OpenSC and CACKey decompress it.
     pub fn compressed(mut self, compress: bool) -> Identity {
         self.compress = compress;
+        self
+    }
+
+    /// Puts the identity in PIV key slot `slot` (`9A`, `9C`, `9D`, `9E`,
+    /// `82`–`95`) instead of the default for its position
+    /// ([`piv::default_slot`](crate::piv::default_slot)).
+    pub fn piv_slot(mut self, slot: u8) -> Identity {
+        self.piv_slot = Some(slot);
         self
     }
 
@@ -120,6 +135,14 @@ pub enum CardError {
     CardId(usize),
     /// The certificate could not be compressed.
     Compression(String),
+    /// Identity `index` names a PIV slot that is not a key slot, or one
+    /// another identity already holds.
+    PivSlot {
+        /// Position in PKI order.
+        index: usize,
+        /// The slot.
+        slot: u8,
+    },
 }
 
 impl fmt::Display for CardError {
@@ -141,6 +164,10 @@ impl fmt::Display for CardError {
             ),
             CardError::CardId(n) => write!(f, "card ID must have 8 to 16 bytes, got {n}"),
             CardError::Compression(m) => write!(f, "certificate compression failed: {m}"),
+            CardError::PivSlot { index, slot } => write!(
+                f,
+                "identity {index}: PIV slot {slot:02X} is not a free key slot (9A, 9C, 9D, 9E, 82-95)"
+            ),
         }
     }
 }
@@ -154,6 +181,11 @@ pub struct CardBuilder {
     identities: Vec<Identity>,
     card_id: Option<Vec<u8>>,
     exact_le: bool,
+    profile: Profile,
+    piv: PivOptions,
+    atr_set: bool,
+    store: Box<dyn Store>,
+    generator: Option<Arc<dyn KeyBackend>>,
 }
 
 impl fmt::Debug for CardBuilder {
@@ -176,7 +208,47 @@ impl CardBuilder {
             identities: Vec::new(),
             card_id: None,
             exact_le: false,
+            profile: Profile::Cac,
+            piv: PivOptions::default(),
+            atr_set: false,
+            store: Box::new(NullStore),
+            #[cfg(feature = "rustcrypto")]
+            generator: Some(Arc::new(crate::keys::RustCrypto)),
+            #[cfg(not(feature = "rustcrypto"))]
+            generator: None,
         }
+    }
+
+    /// Chooses the applets ([`Profile::Cac`] by default). `Piv` and `Dual`
+    /// also switch to the T=1 [`PIV_ATR`](crate::piv::PIV_ATR) unless an
+    /// ATR was set with [`atr`](Self::atr).
+    pub fn profile(mut self, profile: Profile) -> CardBuilder {
+        self.profile = profile;
+        if profile.has_piv() && !self.atr_set {
+            if let Ok(atr) = Atr::new(&crate::piv::PIV_ATR) {
+                self.atr = atr;
+            }
+        }
+        self
+    }
+
+    /// PIV PIN, PUK, management key and restored state.
+    pub fn piv(mut self, options: PivOptions) -> CardBuilder {
+        self.piv = options;
+        self
+    }
+
+    /// Where the card's persistent changes go ([`NullStore`] by default).
+    pub fn store(mut self, store: Box<dyn Store>) -> CardBuilder {
+        self.store = store;
+        self
+    }
+
+    /// The backend GENERATE ASYMMETRIC KEY PAIR uses (RustCrypto by
+    /// default; `None` makes the card refuse with `6A 81`).
+    pub fn key_generator(mut self, generator: Option<Arc<dyn KeyBackend>>) -> CardBuilder {
+        self.generator = generator;
+        self
     }
 
     /// Replaces the card-global security environment the CAC applets
@@ -191,6 +263,7 @@ impl CardBuilder {
     /// Sets the ATR.
     pub fn atr(mut self, atr: Atr) -> CardBuilder {
         self.atr = atr;
+        self.atr_set = true;
         self
     }
 
@@ -250,6 +323,23 @@ impl CardBuilder {
             Some(id) => return Err(CardError::CardId(id.len())),
             None => derive_card_id(&self.identities),
         };
+        let piv_applet = if self.profile.has_piv() {
+            let mut ids = Vec::with_capacity(n);
+            for (index, id) in self.identities.iter().enumerate() {
+                let slot = id.piv_slot.unwrap_or(crate::piv::default_slot(index));
+                if !crate::piv::is_key_slot(slot) || ids.iter().any(|(s, _, _)| *s == slot) {
+                    return Err(CardError::PivSlot { index, slot });
+                }
+                ids.push((slot, id.certificate.as_slice(), id.key.clone()));
+            }
+            Some(Applet::Piv(Box::new(piv::Piv::new(piv::PivBuild {
+                card_id: &card_id,
+                identities: ids,
+                options: self.piv,
+            }))))
+        } else {
+            None
+        };
 
         let mut urls = Vec::with_capacity(n);
         let mut acrs = vec![aca::AppletAcr::ccc(ccc::AID)];
@@ -277,6 +367,11 @@ impl CardBuilder {
         applets.extend(pkis);
         applets.push(Applet::Gp(gp::CardManager::new(&card_id)));
         applets.push(Applet::Pnp(pnp::PlugAndPlay::new(pnp::CARD_TYPE_GUID)));
+        match (self.profile, piv_applet) {
+            (Profile::Piv, Some(p)) => applets = vec![p],
+            (_, Some(p)) => applets.push(p),
+            _ => {}
+        }
 
         Ok(Card {
             atr: self.atr,
@@ -286,6 +381,8 @@ impl CardBuilder {
             exact_le: self.exact_le,
             session: Session::new(),
             rng: Box::new(rng),
+            store: self.store,
+            generator: self.generator,
         })
     }
 }
@@ -310,10 +407,23 @@ struct Channel {
     selected: Option<usize>,
 }
 
+/// A CLA-chained command being assembled (`10 INS P1 P2` parts).
+struct ClaChain {
+    key: (usize, u8, u8, u8),
+    buf: zeroize::Zeroizing<Vec<u8>>,
+}
+
+fn chain_key(channel: usize, cmd: &CommandView<'_>) -> (usize, u8, u8, u8) {
+    (channel, cmd.ins(), cmd.p1(), cmd.p2())
+}
+
 /// Volatile state: cleared by power-off, reset and removal.
 struct Session {
     channels: [Channel; CHANNELS],
     chain: Chain,
+    cla_chain: Option<ClaChain>,
+    /// Commands so far (a CLA-chained command counts once).
+    command: u64,
     pending: Vec<u8>,
     pending_pos: usize,
     /// The pending bytes are a private-key result: wipe, don't just clear.
@@ -328,6 +438,8 @@ impl Session {
         Session {
             channels,
             chain: Chain::default(),
+            cla_chain: None,
+            command: 0,
             pending: Vec::new(),
             pending_pos: 0,
             pending_secret: false,
@@ -340,6 +452,7 @@ impl Session {
         self.channels = [Channel::default(); CHANNELS];
         self.channels[0].open = true;
         self.chain.clear();
+        self.cla_chain = None;
         self.pending_secret = true;
         self.drop_pending();
     }
@@ -374,6 +487,8 @@ pub struct Card {
     exact_le: bool,
     session: Session,
     rng: Box<dyn CryptoRngCore + Send>,
+    store: Box<dyn Store>,
+    generator: Option<Arc<dyn KeyBackend>>,
 }
 
 impl fmt::Debug for Card {
@@ -419,6 +534,23 @@ impl Card {
         self.security.tries_left()
     }
 
+    /// PIV PIN tries left, when the card carries the PIV applet.
+    pub fn piv_pin_tries_left(&self) -> Option<u8> {
+        self.applets.iter().find_map(|a| match a {
+            Applet::Piv(p) => Some(p.pin_tries_left()),
+            _ => None,
+        })
+    }
+
+    /// True when the PIV PIN has been verified in this session (false on
+    /// a card without PIV).
+    pub fn piv_is_verified(&self) -> bool {
+        self.applets.iter().any(|a| match a {
+            Applet::Piv(p) => p.is_verified(),
+            _ => false,
+        })
+    }
+
     /// True when the PIN has been verified in this session.
     pub fn is_verified(&self) -> bool {
         self.security.is_verified()
@@ -444,6 +576,9 @@ impl Card {
     fn clear_session(&mut self) {
         self.session.reset();
         self.security.logout();
+        for applet in &mut self.applets {
+            applet.reset_session();
+        }
     }
 
     /// Processes one command APDU and appends the response APDU (data and
@@ -478,12 +613,32 @@ impl Card {
         }
         if cla.chaining() {
             self.session.drop_pending();
-            return Status::ChainingNotSupported;
+            return self.chain_part(channel, cmd);
         }
         if !self.session.channels.get(channel).is_some_and(|c| c.open) {
             self.session.drop_pending();
+            self.session.cla_chain = None;
             return Status::ChannelNotSupported;
         }
+        // The last part of a CLA chain: the applet sees the whole command.
+        let assembled = match self.session.cla_chain.take() {
+            Some(mut c) if c.key == chain_key(channel, cmd) => {
+                c.buf.extend_from_slice(cmd.data());
+                Some(c.buf)
+            }
+            _ => {
+                self.session.command = self.session.command.wrapping_add(1);
+                None
+            }
+        };
+        let joined;
+        let cmd = match &assembled {
+            Some(buf) => {
+                joined = cmd.with_data(buf);
+                &joined
+            }
+            None => cmd,
+        };
         if cmd.ins() == INS_GET_RESPONSE {
             return self.get_response(cmd, response);
         }
@@ -497,9 +652,22 @@ impl Card {
             INS_GET_CHALLENGE => self.get_challenge(cmd, &mut out),
             ins => self.route_to_applet(channel, ins, cmd, &mut out),
         };
-        let secret = cmd.ins() == pki::INS_SIGN_DECRYPT;
+        let secret =
+            cmd.ins() == pki::INS_SIGN_DECRYPT || cmd.ins() == piv::INS_GENERAL_AUTHENTICATE;
         let sw = match result {
-            Ok(()) => self.deliver(&mut out, cmd, secret, response),
+            Ok(()) => {
+                // PIV answers case-3 commands with data (yubico-piv-tool
+                // sends no Le); CAC applets keep T=0's `61 xx`.
+                let implicit_le = self
+                    .session
+                    .channels
+                    .get(channel)
+                    .and_then(|c| c.selected)
+                    .and_then(|i| self.applets.get(i))
+                    .is_some_and(Applet::accepts_chaining)
+                    .then_some(if cmd.is_extended() { 65536 } else { 256 });
+                self.deliver(&mut out, cmd, secret, implicit_le, response)
+            }
             Err(sw) => sw,
         };
         if secret {
@@ -509,6 +677,41 @@ impl Card {
         }
         self.session.scratch = out;
         sw
+    }
+
+    /// A `10 INS P1 P2` part: kept for an applet that accepts chaining
+    /// (PIV), `68 84` otherwise, as before.
+    fn chain_part(&mut self, channel: usize, cmd: &CommandView<'_>) -> Status {
+        let accepts = self
+            .session
+            .channels
+            .get(channel)
+            .filter(|c| c.open)
+            .and_then(|c| c.selected)
+            .and_then(|i| self.applets.get(i))
+            .is_some_and(Applet::accepts_chaining);
+        if !accepts {
+            self.session.cla_chain = None;
+            return Status::ChainingNotSupported;
+        }
+        let key = chain_key(channel, cmd);
+        let s = &mut self.session;
+        let chain = match &mut s.cla_chain {
+            Some(c) if c.key == key => c,
+            slot => {
+                s.command = s.command.wrapping_add(1);
+                slot.insert(ClaChain {
+                    key,
+                    buf: zeroize::Zeroizing::new(Vec::new()),
+                })
+            }
+        };
+        if chain.buf.len() + cmd.data().len() > MAX_CHAINED {
+            s.cla_chain = None;
+            return Status::WrongLength;
+        }
+        chain.buf.extend_from_slice(cmd.data());
+        Status::Success
     }
 
     fn route_to_applet(
@@ -523,7 +726,7 @@ impl Card {
             self.session.chain.clear();
         }
         let selected = self.session.channels.get(channel).and_then(|c| c.selected);
-        let Some((index, applet)) = selected.and_then(|i| self.applets.get(i).map(|a| (i, a)))
+        let Some((index, applet)) = selected.and_then(|i| self.applets.get_mut(i).map(|a| (i, a)))
         else {
             return match ins {
                 INS_SELECT => Err(Status::NotFound),
@@ -537,6 +740,9 @@ impl Card {
             rng: &mut *self.rng,
             chain: &mut self.session.chain,
             me: index,
+            store: &mut *self.store,
+            command: self.session.command,
+            generator: self.generator.as_deref(),
         };
         applet.process(cmd, &mut ctx, out)
     }
@@ -549,12 +755,13 @@ impl Card {
         data: &mut Vec<u8>,
         cmd: &CommandView<'_>,
         secret: bool,
+        implicit_le: Option<usize>,
         response: &mut Vec<u8>,
     ) -> Status {
         if data.is_empty() {
             return Status::Success;
         }
-        let Some(le) = cmd.le() else {
+        let Some(le) = cmd.le().or(implicit_le) else {
             return self.keep_pending(data, 0, secret);
         };
         if data.len() <= le {
@@ -617,16 +824,17 @@ impl Card {
         }
         let aid = cmd.data();
         // A failed SELECT keeps the current applet (GlobalPlatform behaviour).
-        let index = self
+        let (index, applet) = self
             .applets
             .iter()
-            .position(|a| a.aid() == aid)
+            .enumerate()
+            .find(|(_, a)| a.selects(aid))
             .ok_or(Status::NotFound)?;
+        if p2 & 0x0C != 0x0C {
+            applet.push_select_response(out, aid);
+        }
         if let Some(c) = self.session.channels.get_mut(channel) {
             c.selected = Some(index);
-        }
-        if p2 & 0x0C != 0x0C {
-            applet::push_fci(out, aid);
         }
         Ok(())
     }

@@ -16,7 +16,11 @@
 //! cert = "id0.pem"        # PEM or DER, relative to the card directory
 //! key = "id0.key"         # PKCS#8 or PKCS#1, PEM or DER; optional
 //! # compress = true       # store the certificate zlib-compressed
+//! # piv_slot = "9A"       # PIV key slot (profiles piv and dual)
 //! ```
+//!
+//! `[card] profile = "piv"` or `"dual"` adds the PIV applet; its `[piv]`
+//! section is described in [`PivSection`].
 //!
 //! Parsing does no I/O: [`load_card`] takes a closure that returns a
 //! file's bytes, so the caller decides where files come from (a directory,
@@ -25,6 +29,11 @@
 use core::fmt;
 
 use serde::Deserialize;
+
+mod piv;
+pub use piv::PivSection;
+mod faults;
+pub use faults::{FaultsSection, StatusFault};
 
 use crate::atr::Atr;
 use crate::card::{Card, CardBuilder, Identity};
@@ -43,6 +52,13 @@ pub struct CardConfig {
     /// `[[identity]]`, in PKI order.
     #[serde(rename = "identity", default)]
     pub identities: Vec<IdentitySection>,
+    /// `[piv]` (profiles `piv` and `dual`).
+    #[serde(default)]
+    pub piv: Option<PivSection>,
+    /// `[faults]`: client-robustness faults a card source applies (the
+    /// card itself ignores them).
+    #[serde(default)]
+    pub faults: Option<FaultsSection>,
 }
 
 /// `[card]`.
@@ -55,6 +71,8 @@ pub struct CardSection {
     pub card_id: Option<String>,
     /// Answer `6C xx` to a too-long Le.
     pub exact_le: Option<bool>,
+    /// `cac` (default), `piv` or `dual`.
+    pub profile: Option<String>,
 }
 
 /// `[pin]`.
@@ -85,13 +103,35 @@ impl fmt::Debug for PinSection {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct IdentitySection {
-    /// Certificate file.
+    /// Certificate file (empty for a `p12` identity until [`CardConfig::parse`]
+    /// names its members, see [`P12_CERT`]).
+    #[serde(default)]
     pub cert: String,
     /// Private key file.
     pub key: Option<String>,
     /// Store compressed.
     #[serde(default)]
     pub compress: bool,
+    /// PIV key slot, hex (`9A`).
+    pub piv_slot: Option<String>,
+    /// PKCS#12 file holding the certificate and the key (instead of
+    /// `cert` and `key`).
+    pub p12: Option<String>,
+    /// Environment variable holding the PKCS#12 password.
+    pub p12_password_env: Option<String>,
+}
+
+/// For a `p12 = "F"` identity, [`CardConfig::builder`] asks its `read`
+/// closure for `F` + this suffix to get the certificate, and `F` +
+/// [`P12_KEY`] to get the private key: the card source decodes the
+/// PKCS#12 file (`cac` does not). NUL cannot occur in a file name.
+pub const P12_CERT: &str = "\0cert";
+/// See [`P12_CERT`].
+pub const P12_KEY: &str = "\0key";
+
+/// The file a `read` name stands for (the PKCS#12 file for its members).
+pub fn file_of(name: &str) -> &str {
+    name.split('\0').next().unwrap_or(name)
 }
 
 /// Why a card profile cannot be loaded. Every variant names what to fix.
@@ -123,7 +163,7 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Toml(m) => write!(f, "card.toml: {m}"),
             ConfigError::Field { field, reason } => write!(f, "card.toml: {field}: {reason}"),
-            ConfigError::File { name, reason } => write!(f, "{name}: {reason}"),
+            ConfigError::File { name, reason } => write!(f, "{}: {reason}", file_of(name)),
             ConfigError::Card(e) => write!(f, "card.toml: {e}"),
         }
     }
@@ -134,7 +174,32 @@ impl std::error::Error for ConfigError {}
 impl CardConfig {
     /// Parses `card.toml` text.
     pub fn parse(text: &str) -> Result<CardConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Toml(e.message().to_owned()))
+        let mut config: CardConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Toml(e.message().to_owned()))?;
+        for (i, id) in config.identities.iter_mut().enumerate() {
+            let field = |f: &str, reason: &str| ConfigError::Field {
+                field: format!("identity[{i}].{f}"),
+                reason: reason.to_owned(),
+            };
+            match &id.p12 {
+                Some(_) if !id.cert.is_empty() || id.key.is_some() => {
+                    return Err(field("p12", "give either p12 or cert/key, not both"))
+                }
+                Some(p12) if p12.is_empty() || p12.contains('\0') => {
+                    return Err(field("p12", "not a file name"))
+                }
+                Some(p12) => {
+                    id.cert = format!("{p12}{P12_CERT}");
+                    id.key = Some(format!("{p12}{P12_KEY}"));
+                }
+                None if id.cert.is_empty() => return Err(field("cert", "missing (or give p12)")),
+                None if id.p12_password_env.is_some() => {
+                    return Err(field("p12_password_env", "set without p12"))
+                }
+                None => {}
+            }
+        }
+        Ok(config)
     }
 
     /// The PIN policy the profile describes.
@@ -185,6 +250,12 @@ impl CardConfig {
             builder = builder.card_id(&bytes);
         }
         builder = builder.exact_le(self.card.exact_le.unwrap_or(false));
+        let profile = piv::profile(self.card.profile.as_deref())?;
+        if profile.has_piv() {
+            builder = builder
+                .profile(profile)
+                .piv(self.piv.clone().unwrap_or_default().options()?);
+        }
         if self.identities.is_empty() || self.identities.len() > crate::card::MAX_IDENTITIES {
             return Err(ConfigError::Field {
                 field: "identity".into(),
@@ -195,7 +266,7 @@ impl CardConfig {
                 ),
             });
         }
-        for section in &self.identities {
+        for (index, section) in self.identities.iter().enumerate() {
             let file = |name: &str, reason: String| ConfigError::File {
                 name: name.to_owned(),
                 reason,
@@ -212,7 +283,11 @@ impl CardConfig {
                 }
                 None => Identity::certificate_only(cert),
             };
-            builder = builder.identity(identity.compressed(section.compress));
+            let mut identity = identity.compressed(section.compress);
+            if let Some(slot) = &section.piv_slot {
+                identity = identity.piv_slot(piv::slot(index, slot)?);
+            }
+            builder = builder.identity(identity);
         }
         Ok(builder)
     }
@@ -225,9 +300,21 @@ pub fn load_card(
     backend: &dyn KeyBackend,
     rng: impl rand_core::CryptoRngCore + Send + 'static,
 ) -> Result<Card, ConfigError> {
+    load_card_with(card_toml, read, backend, rng, |_, b| Ok(b))
+}
+
+/// [`load_card`] with a last say on the builder before the card is built
+/// (a host restores persisted PIV state and attaches its store here).
+pub fn load_card_with(
+    card_toml: &str,
+    read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
+    backend: &dyn KeyBackend,
+    rng: impl rand_core::CryptoRngCore + Send + 'static,
+    customize: impl FnOnce(&CardConfig, CardBuilder) -> Result<CardBuilder, ConfigError>,
+) -> Result<Card, ConfigError> {
     let config = CardConfig::parse(card_toml)?;
-    config
-        .builder(read, backend)?
+    let builder = config.builder(read, backend)?;
+    customize(&config, builder)?
         .build(rng)
         .map_err(|e| match e {
             crate::card::CardError::KeyMismatch { index } => ConfigError::File {

@@ -13,6 +13,7 @@
 //!                                       │ dispatcher: SELECT, channels, │
 //!                                       │   GET RESPONSE/61xx           │
 //!                                       │ applets: CCC ACA PKI… GP PnP  │
+//!                                       │   PIV (own PIN, PUK, 9B)      │
 //!                                       │ security: PIN, PUK, login     │
 //!  host ◄─────── R-APDU ◄────────────── │ key store: dyn KeyHandle      │
 //!                                       └───────────────────────────────┘
@@ -49,6 +50,13 @@
 //! * `rustcrypto` (default): the RustCrypto key backend ([`keys::RustCrypto`]).
 //! * `config`: `card.toml` parsing ([`config`]).
 //! * `insecure-test-backend`: a deterministic, insecure backend for fuzzing.
+//!
+//! # Profiles
+//!
+//! [`CardBuilder::profile`] picks the applets: [`piv::Profile::Cac`] (the
+//! default), [`piv::Profile::Piv`] or [`piv::Profile::Dual`]. Changes the
+//! PIV applet makes (PIN, generated keys, written objects) reach the
+//! card's [`store::Store`] before the command answers `90 00`.
 #![forbid(unsafe_code)]
 #![cfg_attr(
     test,
@@ -65,7 +73,14 @@ pub mod keys;
 pub mod pin;
 pub mod security;
 pub mod status;
+pub mod store;
 pub mod tlv;
+
+/// The PIV card application's public options: card profiles, PIN / PUK /
+/// management key, and state restored from a card's store.
+pub mod piv {
+    pub use crate::applet::piv::options::*;
+}
 
 pub use apdu::CommandView;
 pub use atr::{Atr, DEFAULT_ATR};

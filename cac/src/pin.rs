@@ -74,6 +74,16 @@ impl Pin {
         Ok(Pin(arr))
     }
 
+    /// A PIN from a block known to be valid (crate constants only).
+    pub(crate) const fn from_valid_block(block: [u8; PIN_BLOCK_LEN]) -> Pin {
+        Pin(block)
+    }
+
+    /// The `FF`-padded block (for persisting a changed PIN; never logged).
+    pub(crate) fn block(&self) -> &[u8; PIN_BLOCK_LEN] {
+        &self.0
+    }
+
     /// Constant-time comparison with a block from the wire (any length:
     /// a block of the wrong length compares unequal, still in constant
     /// time with respect to the stored PIN).

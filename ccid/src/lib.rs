@@ -14,6 +14,8 @@
 //! * [`device`]: the USB CCID reader as a sans-IO device model a VMM embeds.
 //! * [`serial`]: that reader on a pty, for libccid's serial driver
 //!   (`libccidtwin.so`).
+//! * [`usbredir`]: that reader presented to QEMU's `usb-redir` (usbredir
+//!   protocol, usb-host side), so a guest's own USB stack and libccid see it.
 //! * [`vscard`]: QEMU's VSCard passthrough protocol (`ccid-card-passthru`),
 //!   client (card side) and host (reader side).
 //!
@@ -29,5 +31,6 @@
 
 pub mod device;
 pub mod serial;
+pub mod usbredir;
 pub mod vpcd;
 pub mod vscard;

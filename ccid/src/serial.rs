@@ -56,6 +56,11 @@ pub const TIME_REQUEST: u8 = 0x80;
 pub enum ReaderType {
     /// `GemPCTwin` (the default): one slot, echoes commands.
     GemPcTwin,
+    /// `GemPCPinPad`: a GemPC Twin with a PIN pad — one slot, echoes
+    /// commands; libccid assumes `bPINSupport` 03 (verify + modify), so
+    /// the device needs a [`PinPad`](crate::device::PinPad) in its
+    /// configuration to answer `PC_to_RDR_Secure`.
+    GemPcPinPad,
     /// `SEC1210URT`: one slot, no echo (libccid 1.7.0 and later; older
     /// versions do not know the name and drive it as a GemPC Twin, with
     /// echo — [`Twin`] follows the driver's open probe, so both work).
@@ -69,6 +74,7 @@ impl ReaderType {
     pub fn name(self) -> &'static str {
         match self {
             ReaderType::GemPcTwin => "GemPCTwin",
+            ReaderType::GemPcPinPad => "GemPCPinPad",
             ReaderType::Sec1210Urt => "SEC1210URT",
             ReaderType::Sec1210 => "SEC1210",
         }
@@ -76,13 +82,19 @@ impl ReaderType {
 
     /// True when the reader echoes each command frame.
     pub fn echo(self) -> bool {
-        matches!(self, ReaderType::GemPcTwin)
+        matches!(self, ReaderType::GemPcTwin | ReaderType::GemPcPinPad)
+    }
+
+    /// True when libccid drives this reader's PIN pad
+    /// (FEATURE_VERIFY_PIN_DIRECT, FEATURE_MODIFY_PIN_DIRECT).
+    pub fn pinpad(self) -> bool {
+        matches!(self, ReaderType::GemPcPinPad)
     }
 
     /// Number of slots libccid opens on this reader.
     pub fn slots(self) -> usize {
         match self {
-            ReaderType::GemPcTwin | ReaderType::Sec1210Urt => 1,
+            ReaderType::GemPcTwin | ReaderType::GemPcPinPad | ReaderType::Sec1210Urt => 1,
             ReaderType::Sec1210 => 2,
         }
     }
@@ -102,7 +114,7 @@ impl fmt::Display for UnknownReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown serial reader \"{}\" (GemPCTwin, SEC1210URT or SEC1210)",
+            "unknown serial reader \"{}\" (GemPCTwin, GemPCPinPad, SEC1210URT or SEC1210)",
             self.0
         )
     }
@@ -116,6 +128,7 @@ impl FromStr for ReaderType {
     fn from_str(s: &str) -> Result<ReaderType, UnknownReader> {
         match s.to_ascii_lowercase().as_str() {
             "gempctwin" => Ok(ReaderType::GemPcTwin),
+            "gempcpinpad" => Ok(ReaderType::GemPcPinPad),
             "sec1210urt" => Ok(ReaderType::Sec1210Urt),
             "sec1210" | "sec1210ur2" => Ok(ReaderType::Sec1210),
             _ => Err(UnknownReader(s.to_owned())),
@@ -338,7 +351,20 @@ impl Twin {
         match frame {
             Frame::Message(message) => {
                 self.follow_probe(&message);
-                if self.echo {
+                // libccid loads a GemPC PinPad's display strings with a
+                // 165-byte Escape (`B2 A0 …`) and reads the echo into the
+                // answer's 30-byte buffer, checking only its framing: the
+                // whole echo would not fit, so it is the bare header.
+                let l10n = self.reader == ReaderType::GemPcPinPad
+                    && message.first() == Some(&0x6B)
+                    && message.get(10..12) == Some(&[0xB2, 0xA0][..]);
+                if self.echo && l10n {
+                    let mut header = message.get(..HEADER_LEN).unwrap_or_default().to_vec();
+                    if let Some(len) = header.get_mut(1..5) {
+                        len.copy_from_slice(&[0; 4]);
+                    }
+                    encode_frame(&header, out);
+                } else if self.echo {
                     encode_frame(&message, out);
                 }
                 if let Err(e) = device.handle_message(&message) {
@@ -530,7 +556,10 @@ mod tests {
         assert_eq!("gempctwin".parse(), Ok(ReaderType::GemPcTwin));
         assert_eq!("SEC1210URT".parse(), Ok(ReaderType::Sec1210Urt));
         assert_eq!("SEC1210UR2".parse(), Ok(ReaderType::Sec1210));
-        assert!("GemPCPinPad".parse::<ReaderType>().is_err());
+        assert_eq!("GemPCPinPad".parse(), Ok(ReaderType::GemPcPinPad));
+        assert!(ReaderType::GemPcPinPad.echo() && ReaderType::GemPcPinPad.pinpad());
+        assert!(!ReaderType::GemPcTwin.pinpad());
+        assert!("GemPCKey".parse::<ReaderType>().is_err());
         assert!(ReaderType::GemPcTwin.echo());
         assert!(!ReaderType::Sec1210Urt.echo());
         assert_eq!(ReaderType::Sec1210.slots(), 2);

@@ -26,6 +26,8 @@ pub struct CardOptions {
     atr: Vec<u8>,
     card_id: Option<Vec<u8>>,
     compress: bool,
+    /// `piv` or `dual` with the PIV PIN and PUK; `None` = a CAC.
+    piv: Option<(&'static str, String, String)>,
 }
 
 impl Default for CardOptions {
@@ -37,6 +39,7 @@ impl Default for CardOptions {
             atr: Self::DEFAULT_ATR.to_vec(),
             card_id: None,
             compress: false,
+            piv: None,
         }
     }
 }
@@ -107,6 +110,24 @@ impl CardOptions {
         self
     }
 
+    /// The T=1 ATR of PIV and dual cards (`vcac`'s `PIV_ATR`): yubico-piv-tool
+    /// connects with T=1 only.
+    pub const PIV_ATR: &'static [u8] = &[
+        0x3B, 0xF8, 0x13, 0x00, 0x00, 0x81, 0x31, 0xFE, 0x45, b'V', b'C', b'A', b'C', b'P', b'I',
+        b'V', b'1', 0x89,
+    ];
+
+    /// Makes a PIV card (`dual = false`) or a dual CAC + PIV card with this
+    /// PIV PIN and PUK (6 to 8 digits each); switches to
+    /// [`PIV_ATR`](Self::PIV_ATR) and gives identity `i` the PIV slot
+    /// 9A, 9C, 9D, 9E, 82, … in order.
+    #[must_use]
+    pub fn piv(mut self, dual: bool, pin: impl Into<String>, puk: impl Into<String>) -> Self {
+        self.piv = Some((if dual { "dual" } else { "piv" }, pin.into(), puk.into()));
+        self.atr = Self::PIV_ATR.to_vec();
+        self
+    }
+
     /// Asks the card to serve every certificate compressed (CertInfo `01`),
     /// as real CACs do.
     #[must_use]
@@ -121,6 +142,10 @@ impl CardOptions {
         if let Some((puk, tries)) = &self.puk {
             check_secret("PUK", puk)?;
             check_tries("puk_max_tries", *tries)?;
+        }
+        if let Some((_, pin, puk)) = &self.piv {
+            check_secret("PIV PIN", pin)?;
+            check_secret("PIV PUK", puk)?;
         }
         let atr_ok = (2..=33).contains(&self.atr.len())
             && matches!(self.atr.first(), Some(0x3b) | Some(0x3f));
@@ -192,6 +217,9 @@ impl Pki {
         if let Some(card_id) = &card.card_id {
             let _ = writeln!(out, "card_id = \"{}\"", hex_upper(card_id));
         }
+        if let Some((profile, _, _)) = &card.piv {
+            let _ = writeln!(out, "profile = \"{profile}\"");
+        }
         let _ = write!(
             out,
             "\n[pin]\npin = \"{}\"\nmax_tries = {}\n",
@@ -200,11 +228,24 @@ impl Pki {
         if let Some((puk, tries)) = &card.puk {
             let _ = write!(out, "puk = \"{puk}\"\npuk_max_tries = {tries}\n");
         }
+        if let Some((_, pin, puk)) = &card.piv {
+            let _ = write!(out, "\n[piv]\npin = \"{pin}\"\npuk = \"{puk}\"\n");
+        }
         for index in 0..self.identities.len() {
             let _ = write!(
                 out,
                 "\n[[identity]]\ncert = \"id{index}.pem\"\nkey = \"id{index}.key\"\n"
             );
+            if card.piv.is_some() {
+                let slot = match index {
+                    0 => 0x9A,
+                    1 => 0x9C,
+                    2 => 0x9D,
+                    3 => 0x9E,
+                    n => 0x82 + n - 4,
+                };
+                let _ = writeln!(out, "piv_slot = \"{slot:02X}\"");
+            }
             if card.compress {
                 out.push_str("compress = true\n");
             }

@@ -41,6 +41,10 @@ const EKU_EMAIL_PROTECTION: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3
 const EKU_SMARTCARD_LOGON: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.20.2.2");
 /// Microsoft User Principal Name otherName (szOID_NT_PRINCIPAL_NAME).
+/// id-pkinit-KPClientAuth (RFC 4556).
+const EKU_PKINIT_CLIENT_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.2.3.4");
+/// id-PIV-cardAuth (FIPS 201).
+const EKU_PIV_CARD_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.6.8");
 const ON_MS_UPN: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.20.2.3");
 /// id-ad-ocsp (RFC 5280).
 const AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
@@ -235,6 +239,17 @@ impl CertPlan {
                 },
                 vec![EKU_EMAIL_PROTECTION],
             ),
+            Role::PivAuthentication => (
+                if rsa {
+                    vec![KeyUsages::DigitalSignature, KeyUsages::KeyEncipherment]
+                } else {
+                    vec![KeyUsages::DigitalSignature]
+                },
+                vec![EKU_CLIENT_AUTH, EKU_SMARTCARD_LOGON, EKU_PKINIT_CLIENT_AUTH],
+            ),
+            Role::CardAuthentication => {
+                (vec![KeyUsages::DigitalSignature], vec![EKU_PIV_CARD_AUTH])
+            }
             Role::Generic => (
                 if rsa {
                     vec![KeyUsages::DigitalSignature, KeyUsages::KeyEncipherment]
@@ -316,6 +331,7 @@ impl CertPlan {
         let cert = match issuer {
             SigningKey::Rsa(key) => self.build_with::<_, rsa::pkcs1v15::Signature>(&**key),
             SigningKey::P256(key) => self.build_with::<_, p256::ecdsa::DerSignature>(key),
+            SigningKey::P384(key) => self.build_with::<_, p384::ecdsa::DerSignature>(key),
         }
         .map_err(|e| crypto(what, e))?;
         cert.to_der().map_err(|e| crypto(what, e))

@@ -21,6 +21,8 @@ pub(crate) enum SigningKey {
     Rsa(Box<rsa::pkcs1v15::SigningKey<Sha256>>),
     /// ECDSA P-256 with SHA-256 and RFC 6979 nonces (deterministic).
     P256(p256::ecdsa::SigningKey),
+    /// ECDSA P-384 with SHA-384 and RFC 6979 nonces (deterministic).
+    P384(p384::ecdsa::SigningKey),
 }
 
 impl SigningKey {
@@ -29,6 +31,7 @@ impl SigningKey {
         match self {
             SigningKey::Rsa(k) => k.signature_algorithm_identifier(),
             SigningKey::P256(k) => k.signature_algorithm_identifier(),
+            SigningKey::P384(k) => k.signature_algorithm_identifier(),
         }
     }
 
@@ -42,6 +45,11 @@ impl SigningKey {
             }
             SigningKey::P256(k) => {
                 let sig: p256::ecdsa::DerSignature =
+                    k.try_sign(msg).map_err(|e| crypto("ECDSA signature", e))?;
+                sig.to_bitstring()
+            }
+            SigningKey::P384(k) => {
+                let sig: p384::ecdsa::DerSignature =
                     k.try_sign(msg).map_err(|e| crypto("ECDSA signature", e))?;
                 sig.to_bitstring()
             }
@@ -80,6 +88,23 @@ pub(crate) fn generate(
             Ok(KeyPair {
                 key_type,
                 signer: SigningKey::Rsa(Box::new(rsa::pkcs1v15::SigningKey::new(key))),
+                spki,
+                pkcs8_der,
+            })
+        }
+        None if key_type == KeyType::P384 => {
+            let key = p384::SecretKey::random(rng);
+            let pkcs8_der = Zeroizing::new(
+                key.to_pkcs8_der()
+                    .map_err(|e| crypto(what, e))?
+                    .as_bytes()
+                    .to_vec(),
+            );
+            let spki = SubjectPublicKeyInfoOwned::from_key(key.public_key())
+                .map_err(|e| crypto(what, e))?;
+            Ok(KeyPair {
+                key_type,
+                signer: SigningKey::P384(p384::ecdsa::SigningKey::from(&key)),
                 spki,
                 pkcs8_der,
             })

@@ -15,6 +15,8 @@ pub enum KeyType {
     Rsa4096,
     /// ECDSA / ECDH on NIST P-256 (secp256r1).
     P256,
+    /// ECDSA / ECDH on NIST P-384 (secp384r1).
+    P384,
 }
 
 impl KeyType {
@@ -24,7 +26,7 @@ impl KeyType {
             KeyType::Rsa2048 => Some(2048),
             KeyType::Rsa3072 => Some(3072),
             KeyType::Rsa4096 => Some(4096),
-            KeyType::P256 => None,
+            KeyType::P256 | KeyType::P384 => None,
         }
     }
 
@@ -41,6 +43,7 @@ impl fmt::Display for KeyType {
             KeyType::Rsa3072 => "RSA-3072",
             KeyType::Rsa4096 => "RSA-4096",
             KeyType::P256 => "P-256",
+            KeyType::P384 => "P-384",
         })
     }
 }
@@ -69,6 +72,13 @@ pub enum Role {
     /// Any further certificate: keyUsage digitalSignature (+ keyEncipherment
     /// for RSA), EKU clientAuth and emailProtection.
     Generic,
+    /// PIV Authentication (slot 9A): keyUsage digitalSignature (+
+    /// keyEncipherment for RSA), EKU clientAuth, Microsoft smartcardLogon
+    /// and id-pkinit-KPClientAuth (Kerberos PKINIT logins).
+    PivAuthentication,
+    /// PIV Card Authentication (slot 9E): keyUsage digitalSignature, EKU
+    /// id-PIV-cardAuth (2.16.840.1.101.3.6.8).
+    CardAuthentication,
 }
 
 /// One identity (certificate + private key) to issue.

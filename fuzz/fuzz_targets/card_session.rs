@@ -1,7 +1,9 @@
 //! A whole card session: one flags byte (card options, see
 //! `CardOptions::from_flags`), then records — each a big-endian `u16`
 //! length and an APDU, or a power event (`FFF0` power on, `FFF1` reset,
-//! `FFF2` power off, `FFF3` VERIFY with the right PIN).
+//! `FFF2` power off, `FFF3` VERIFY with the right PIN, `FFF4` SELECT PIV
+//! and VERIFY the PIV PIN). An input starting with `P` (PIV profile) or
+//! `D` (dual CAC + PIV) takes the flags from its second byte.
 //!
 //! Every response ends in a status word; no private-key operation happens
 //! unless the PIN was verified before the command; power events log out;
@@ -13,10 +15,25 @@ use vcac_fuzz::{card, checked_transmit, records, Bytes, CardOptions, Record};
 
 fuzz_target!(|data: &[u8]| {
     let mut input = Bytes::new(data);
-    let Some(flags) = input.u8() else {
+    let Some(mut flags) = input.u8() else {
         return;
     };
-    let mut card = card(CardOptions::from_flags(flags));
+    let profile = match flags {
+        b'P' => Some(cac::piv::Profile::Piv),
+        b'D' => Some(cac::piv::Profile::Dual),
+        _ => None,
+    };
+    if profile.is_some() {
+        let Some(f) = input.u8() else {
+            return;
+        };
+        flags = f;
+    }
+    let mut options = CardOptions::from_flags(flags);
+    if let Some(p) = profile {
+        options.profile = p;
+    }
+    let mut card = card(options);
     card.power_on();
     let mut response = Vec::new();
     for record in records(input.rest()) {
@@ -29,6 +46,7 @@ fuzz_target!(|data: &[u8]| {
             Record::Control(1) => {
                 card.reset();
                 assert!(!card.is_verified());
+                assert!(!card.piv_is_verified());
             }
             Record::Control(2) => {
                 card.power_off();
@@ -36,6 +54,10 @@ fuzz_target!(|data: &[u8]| {
             }
             Record::Control(3) => {
                 checked_transmit(&mut card, &vcac_fuzz::verify_pin(), &mut response)
+            }
+            Record::Control(4) => {
+                checked_transmit(&mut card, &vcac_fuzz::SELECT_PIV, &mut response);
+                checked_transmit(&mut card, &vcac_fuzz::VERIFY_PIV, &mut response);
             }
             Record::Control(_) => {}
         }

@@ -182,6 +182,8 @@ pub struct CardOptions {
     /// Identities (PKI applets): 1 to 3. Each costs a certificate parse
     /// per card built, the bulk of a short run's time.
     pub identities: usize,
+    /// Applets: CAC (the default), PIV or both (identities in 9A, 9C, 9D).
+    pub profile: cac::piv::Profile,
 }
 
 impl CardOptions {
@@ -198,6 +200,7 @@ impl CardOptions {
                 0 => 3,
                 n => n,
             },
+            profile: cac::piv::Profile::Cac,
         }
     }
 }
@@ -225,7 +228,12 @@ pub fn card(options: CardOptions) -> Card {
             policy = p;
         }
     }
-    let mut builder = Card::builder(policy).exact_le(options.exact_le);
+    // No on-card key generation: an RSA key pair per input would stall
+    // the fuzzer (and needs the 9B key first anyway).
+    let mut builder = Card::builder(policy)
+        .exact_le(options.exact_le)
+        .profile(options.profile)
+        .key_generator(None);
     for (cert, key) in identities().iter().take(options.identities.clamp(1, 3)) {
         builder = builder
             .identity(Identity::new(cert.clone(), Arc::clone(key)).compressed(options.compress));
@@ -243,6 +251,16 @@ pub const SELECT_CCC: [u8; 12] = [
 /// The card's answer to [`SELECT_CCC`]: the FCI waits behind `61 0D`.
 pub const SELECT_CCC_ANSWER: [u8; 2] = [0x61, 0x0D];
 
+/// SELECT PIV with OpenSC's 9-byte AID and Le.
+pub const SELECT_PIV: [u8; 15] = [
+    0x00, 0xA4, 0x04, 0x00, 0x09, 0xA0, 0x00, 0x00, 0x03, 0x08, 0x00, 0x00, 0x10, 0x00, 0x00,
+];
+
+/// A PIV VERIFY with the default PIV PIN (`123456`).
+pub const VERIFY_PIV: [u8; 13] = [
+    0x00, 0x20, 0x00, 0x80, 0x08, b'1', b'2', b'3', b'4', b'5', b'6', 0xFF, 0xFF,
+];
+
 /// A VERIFY with the right PIN.
 pub fn verify_pin() -> Vec<u8> {
     let mut apdu = vec![0x00, 0x20, 0x00, 0x00, 0x08];
@@ -255,6 +273,14 @@ pub fn verify_pin() -> Vec<u8> {
 pub fn assert_card_still_answers(card: &mut Card) {
     card.power_on();
     assert!(!card.is_verified(), "power-on left the card logged in");
+    assert!(!card.piv_is_verified(), "power-on left PIV logged in");
+    if card.atr().as_bytes() == cac::piv::PIV_ATR && card.piv_pin_tries_left().is_some() {
+        // PIV (and dual) cards: SELECT PIV answers its property template.
+        let r = card.transmit_vec(&SELECT_PIV);
+        assert_eq!(r.get(..2), Some(&[0x61, 0x3B][..]), "SELECT PIV: {r:02X?}");
+        assert_eq!(r.get(r.len() - 2..), Some(&[0x90, 0x00][..]));
+        return;
+    }
     let r = card.transmit_vec(&SELECT_CCC);
     assert_eq!(r, SELECT_CCC_ANSWER, "SELECT CCC after the input: {r:02X?}");
 }
@@ -263,7 +289,7 @@ pub fn assert_card_still_answers(card: &mut Card) {
 /// response that ends in a status word and fits an extended APDU, and no
 /// private-key operation unless the PIN was verified before it.
 pub fn checked_transmit(card: &mut Card, apdu: &[u8], response: &mut Vec<u8>) {
-    let verified = card.is_verified();
+    let verified = card.is_verified() || card.piv_is_verified();
     let ops = private_ops();
     response.clear();
     card.transmit(apdu, response);

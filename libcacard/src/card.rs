@@ -80,6 +80,9 @@ unsafe impl Send for Meta {}
 pub struct VCard {
     engine: Mutex<Engine>,
     meta: Mutex<Meta>,
+    /// The PIN has a retry counter to report (a vcac card directory); NSS
+    /// cards and C-assembled ones have none (login count -1).
+    counts_tries: bool,
 }
 
 impl Drop for VCard {
@@ -106,8 +109,10 @@ impl VCard {
         engine: Engine,
         emul: *mut c_void,
         emul_free: Option<VCardEmulFreeFn>,
+        counts_tries: bool,
     ) -> Arc<VCard> {
         Arc::new(VCard {
+            counts_tries,
             engine: Mutex::new(engine),
             meta: Mutex::new(Meta {
                 card_type: VCARD_VM,
@@ -121,9 +126,15 @@ impl VCard {
         })
     }
 
-    /// A card around the emulated CAC.
-    pub(crate) fn from_cac(card: cac::Card) -> Arc<VCard> {
-        VCard::with_engine(Engine::Cac(Box::new(card)), ptr::null_mut(), None)
+    /// A card around the emulated CAC; `counts_tries` when its PIN has a
+    /// retry counter (`vcard_emul_get_login_count` reports it).
+    pub(crate) fn from_cac(card: cac::Card, counts_tries: bool) -> Arc<VCard> {
+        VCard::with_engine(
+            Engine::Cac(Box::new(card)),
+            ptr::null_mut(),
+            None,
+            counts_tries,
+        )
     }
 
     /// Hands a reference to C.
@@ -211,11 +222,10 @@ impl VCard {
         );
         // SAFETY: per the contract.
         let (channel, le) = unsafe { ((*apdu).a_channel, (*apdu).a_Le) };
-        if ins == INS_GET_RESPONSE {
-            if let Some(r) = self.serve_buffer(le) {
-                return (VCARD_DONE, r);
-            }
-        } else {
+        // Any command but GET RESPONSE drops the pending response; GET
+        // RESPONSE goes to the current applet first, like every command,
+        // and is served from the buffer only when the applet passes.
+        if ins != INS_GET_RESPONSE {
             self.replace_buffer_response(ptr::null_mut());
         }
         let Some(channel) = usize::try_from(channel).ok().filter(|c| *c < MAX_CHANNEL) else {
@@ -237,6 +247,11 @@ impl VCard {
             // SAFETY: a NEXT applet's stray response is ours to drop.
             unsafe { apdu::vcard_response_delete(response) };
         }
+        if ins == INS_GET_RESPONSE {
+            if let Some(r) = self.serve_buffer(le) {
+                return (VCARD_DONE, r);
+            }
+        }
         if ins == INS_SELECT && p1 == 0x04 {
             // SAFETY: per the contract.
             let (body, lc) = unsafe { ((*apdu).a_body, (*apdu).a_Lc) };
@@ -248,6 +263,13 @@ impl VCard {
             }
             if let Some(slot) = lock(&self.meta).current.get_mut(channel) {
                 *slot = found;
+            }
+            // The newly selected applet is reset on its channel.
+            // SAFETY: applets on the card's list are live.
+            if let Some(reset) = unsafe { found.as_ref() }.and_then(|a| a.reset) {
+                // SAFETY: C callback with its documented arguments; no
+                // lock is held.
+                unsafe { reset(self.as_c(), channel as c_int) };
             }
             let mut fci = vec![0x6F, (aid.len() + 4) as u8, 0x84, aid.len() as u8];
             fci.extend_from_slice(aid);
@@ -386,6 +408,7 @@ pub unsafe extern "C" fn vcard_new(
             Engine::Applets,
             emul_private,
             private_free,
+            false,
         ))
     })
 }
@@ -953,8 +976,9 @@ pub unsafe extern "C" fn vcard_emul_delete_key(key: *mut VCardKey) {
     })
 }
 
-/// PIN tries left on an emulated CAC, -1 when unknown (NULL, or a card
-/// assembled from C applets).
+/// PIN tries left on an emulated CAC from a vcac card directory; -1 when
+/// there is no counter (NSS cards: NSS keeps none, as in libcacard), for
+/// NULL, and for cards assembled from C applets.
 ///
 /// # Safety
 /// `card` NULL or live.
@@ -963,6 +987,7 @@ pub unsafe extern "C" fn vcard_emul_get_login_count(card: *mut VCard) -> c_int {
     guard(-1, || {
         // SAFETY: per the contract.
         unsafe { card_ref(card) }
+            .filter(|c| c.counts_tries)
             .and_then(|c| c.with_cac(|cac| c_int::from(cac.pin_tries_left())))
             .unwrap_or(-1)
     })

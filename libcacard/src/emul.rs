@@ -136,7 +136,7 @@ fn init(opts: &Options) -> VCardEmulError {
         }
         match source.card(&soft.certs) {
             Ok(Some(card)) => {
-                let card = VCard::from_cac(card);
+                let card = VCard::from_cac(card, source.counts_tries());
                 *lock(&r.emul_card) = Some(card.clone());
                 r.insert_card(Some(card));
                 cards += 1;

@@ -3,7 +3,9 @@
 //! identities. The loading itself is `vcac_sources`'.
 
 use std::path::{Path, PathBuf};
+
 use std::sync::Arc;
+use vcac_sources::nss::NssDb;
 
 use cac::apdu::CommandView;
 use cac::keys::{KeyHandle, RustCrypto};
@@ -18,24 +20,23 @@ const INTERNAL_SLOT: &str = "NSS User Private Key and Certificate Services";
 pub(crate) enum Source {
     /// A vcac card directory (`card.toml`); nicknames `id0`, `id1`, ….
     Dir(PathBuf),
+    /// An NSS `sql:` database; nicknames are certificate nicknames and the
+    /// PIN is the database password.
+    Nss(NssDb),
 }
 
 impl Source {
     /// Opens `sql:DIR`, `DIR`, or a vcac card directory.
     pub(crate) fn open(spec: &str) -> Result<Source, String> {
-        if spec.starts_with("dbm:") {
-            return Err(
-                "legacy dbm: databases are not supported; convert with certutil to sql:".into(),
-            );
+        if !spec.starts_with("dbm:") {
+            let path = Path::new(spec.strip_prefix("sql:").unwrap_or(spec));
+            if path.join("card.toml").is_file() {
+                return Ok(Source::Dir(path.to_path_buf()));
+            }
         }
-        let path = Path::new(spec.strip_prefix("sql:").unwrap_or(spec));
-        if path.join("card.toml").is_file() {
-            return Ok(Source::Dir(path.to_path_buf()));
-        }
-        if !path.is_dir() {
-            return Err("no such directory".into());
-        }
-        Err("neither a vcac card directory (card.toml) nor an NSS sql: database (cert9.db)".into())
+        NssDb::open(spec)
+            .map(Source::Nss)
+            .map_err(|e| e.to_string())
     }
 
     /// True when `slot` names the database's key slot.
@@ -52,7 +53,16 @@ impl Source {
                 vcac_sources::dir::load_selected(dir, &select, &RustCrypto, rand_core::OsRng)
                     .map_err(|e| e.to_string())
             }
+            Source::Nss(db) => db
+                .card(nicknames, Arc::new(RustCrypto), rand_core::OsRng)
+                .map_err(|e| e.to_string()),
         }
+    }
+
+    /// True when the card's PIN has a retry counter to report
+    /// (`vcard_emul_get_login_count`): card directories do, NSS does not.
+    pub(crate) fn counts_tries(&self) -> bool {
+        matches!(self, Source::Dir(_))
     }
 }
 
@@ -75,7 +85,8 @@ impl SecurityEnvironment for Passwordless {
     fn process(&mut self, cmd: &CommandView<'_>) -> Result<(), Status> {
         match (cmd.ins(), cmd.p1(), cmd.p2()) {
             (cac::security::INS_VERIFY, 0x00, 0x00) => Ok(()),
-            (cac::security::INS_VERIFY, _, _) => Err(Status::IncorrectP1P2),
+            // libcacard's answer to other P1 P2.
+            (cac::security::INS_VERIFY, _, _) => Err(Status::Other(0x6A00)),
             _ => Err(Status::FunctionNotSupported),
         }
     }
@@ -130,6 +141,7 @@ mod tests {
     #[test]
     fn sources() {
         assert!(Source::open("dbm:/x").err().unwrap().contains("dbm"));
+        assert!(Source::open("sql:/nonexistent/x").err().is_some());
         assert!(Source::open("/nonexistent/x").err().is_some());
         let tmp = tempfile::tempdir().unwrap();
         assert!(Source::open(tmp.path().to_str().unwrap()).err().is_some());

@@ -62,11 +62,68 @@ fn warn_if_readable_by_others(path: &Path, meta: &std::fs::Metadata) {
 #[cfg(not(unix))]
 fn warn_if_readable_by_others(_: &Path, _: &std::fs::Metadata) {}
 
-/// Loads the card described by `dir/card.toml`.
+/// Loads the card described by `dir/card.toml`. A `p12 =` identity
+/// without `p12_password_env` is tried with the empty password (see
+/// [`load_asking`]).
 pub fn load(
     dir: &Path,
     backend: &dyn KeyBackend,
     rng: impl rand_core::CryptoRngCore + Send + 'static,
+) -> Result<Card, CardDirError> {
+    load_asking(dir, backend, rng, &mut |_| None)
+}
+
+/// What a name in `card.toml` reads: a file inside the card directory,
+/// or a member of a `p12 =` file.
+fn read_member<'a>(
+    dir: &'a Path,
+    text: &str,
+    ask: &'a mut dyn FnMut(&Path) -> Option<PasswordText>,
+) -> impl FnMut(&str) -> Result<Vec<u8>, String> + 'a {
+    #[cfg(feature = "p12")]
+    let mut p12s = config::CardConfig::parse(text)
+        .ok()
+        .map(|c| crate::p12::DirP12s::new(dir, &c));
+    #[cfg(not(feature = "p12"))]
+    let _ = (text, &ask);
+    move |name: &str| {
+        #[cfg_attr(not(feature = "p12"), allow(unused_mut))]
+        let mut plain = |name: &str| {
+            let p = Path::new(name);
+            if p.is_absolute()
+                || p.components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                return Err("must be a file inside the card directory".to_owned());
+            }
+            read_bounded(&dir.join(p))
+        };
+        if !name.contains('\0') {
+            return plain(name);
+        }
+        #[cfg(feature = "p12")]
+        if let Some(p12s) = p12s.as_mut() {
+            return p12s.read(name, &mut plain, ask);
+        }
+        Err("PKCS#12 identities need vcac-sources' `p12` feature".to_owned())
+    }
+}
+
+/// A password typed or taken from the environment (zeroized on drop
+/// with the `p12` feature).
+#[cfg(feature = "p12")]
+pub type PasswordText = zeroize::Zeroizing<String>;
+/// A password typed or taken from the environment.
+#[cfg(not(feature = "p12"))]
+pub type PasswordText = String;
+
+/// [`load`], asking `ask` for the password of each `p12 =` file whose
+/// identity names no `p12_password_env` (`None`: try the empty password).
+pub fn load_asking(
+    dir: &Path,
+    backend: &dyn KeyBackend,
+    rng: impl rand_core::CryptoRngCore + Send + 'static,
+    ask: &mut dyn FnMut(&Path) -> Option<PasswordText>,
 ) -> Result<Card, CardDirError> {
     let toml_path = dir.join("card.toml");
     let text = read_bounded(&toml_path).map_err(|reason| CardDirError {
@@ -77,19 +134,10 @@ pub fn load(
         path: toml_path.clone(),
         reason: "not UTF-8 text".into(),
     })?;
-    let mut read = |name: &str| {
-        let p = Path::new(name);
-        if p.is_absolute()
-            || p.components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            return Err("must be a file inside the card directory".to_owned());
-        }
-        read_bounded(&dir.join(p))
-    };
-    config::load_card(&text, &mut read, backend, rng).map_err(|e| match e {
+    let mut read = read_member(dir, &text, ask);
+    crate::persist::load_card(dir, &text, &mut read, backend, rng).map_err(|e| match e {
         ConfigError::File { name, reason } => CardDirError {
-            path: dir.join(name),
+            path: dir.join(config::file_of(&name)),
             reason,
         },
         other => CardDirError {
@@ -117,8 +165,10 @@ pub fn load_selected(
     let toml_path = dir.join("card.toml");
     let fail = |path: PathBuf, reason: String| CardDirError { path, reason };
     let text = read_bounded(&toml_path).map_err(|r| fail(toml_path.clone(), r))?;
-    let text = String::from_utf8(text).map_err(|_| fail(toml_path.clone(), "not UTF-8 text".into()))?;
-    let mut config = config::CardConfig::parse(&text).map_err(|e| fail(toml_path.clone(), e.to_string()))?;
+    let text =
+        String::from_utf8(text).map_err(|_| fail(toml_path.clone(), "not UTF-8 text".into()))?;
+    let mut config =
+        config::CardConfig::parse(&text).map_err(|e| fail(toml_path.clone(), e.to_string()))?;
     let chosen: Vec<_> = select
         .iter()
         .filter_map(|i| config.identities.get(*i).cloned())
@@ -127,18 +177,10 @@ pub fn load_selected(
         return Ok(None);
     }
     config.identities = chosen;
-    let mut read = |name: &str| {
-        let p = Path::new(name);
-        if p.is_absolute()
-            || p.components()
-                .any(|c| matches!(c, std::path::Component::ParentDir))
-        {
-            return Err("must be a file inside the card directory".to_owned());
-        }
-        read_bounded(&dir.join(p))
-    };
+    let mut no_ask = |_: &Path| None;
+    let mut read = read_member(dir, &text, &mut no_ask);
     let builder = config.builder(&mut read, backend).map_err(|e| match e {
-        ConfigError::File { name, reason } => fail(dir.join(name), reason),
+        ConfigError::File { name, reason } => fail(dir.join(config::file_of(&name)), reason),
         other => fail(toml_path.clone(), other.to_string()),
     })?;
     builder
@@ -189,12 +231,16 @@ mod tests {
         two.power_on();
         // PKI applets 0 and 1 exist (identities 2 and 0), applet 2 does not.
         for (i, sw) in [(0u8, [0x61u8, 0x0D]), (1, [0x61, 0x0D]), (2, [0x6A, 0x82])] {
-            let r = two.transmit_vec(&[0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x00, 0x79, 0x01, i]);
+            let r = two.transmit_vec(&[
+                0x00, 0xA4, 0x04, 0x00, 0x07, 0xA0, 0x00, 0x00, 0x00, 0x79, 0x01, i,
+            ]);
             assert_eq!(r, sw, "PKI {i}");
         }
-        assert!(load_selected(tmp.path(), &[7], &RustCrypto, rand_core::OsRng)
-            .unwrap()
-            .is_none());
+        assert!(
+            load_selected(tmp.path(), &[7], &RustCrypto, rand_core::OsRng)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

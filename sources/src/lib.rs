@@ -13,6 +13,10 @@
 //!
 //! * [`dir`]: a card directory (`card.toml` and the files it names).
 //! * [`embedded`] (feature `embedded`, default): the embedded default card.
+//! * `pkcs11` (feature `pkcs11`): host PKCS#11 tokens mirrored as CACs, keys
+//!   and PIN staying on the token, with a hot-plug watcher.
+//! * `pcsc_relay` (feature `pcsc`): a real card in a pcscd reader relayed
+//!   as a `vreader::VirtualCard`.
 //!
 //! # Example
 //!
@@ -32,3 +36,15 @@
 pub mod dir;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+#[cfg(feature = "faults")]
+pub mod faults;
+#[cfg(feature = "nss")]
+pub mod nss;
+#[cfg(feature = "p12")]
+pub mod p12;
+#[cfg(feature = "pcsc")]
+pub mod pcsc_relay;
+pub mod persist;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
+pub mod recording;

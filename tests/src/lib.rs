@@ -16,6 +16,8 @@
     clippy::panic
 )]
 
+pub mod guest;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;

@@ -23,6 +23,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use vcac_tests::guest::{
+    free_port, joined_hex, one, results, target_dir, workspace_root, CCID_DRIVER,
+};
 use vcac_tests::{pem_to_der, require_peers, vcac_bin, write_default_card, OPENSC_PKCS11};
 
 /// The whole test must stay under 5 minutes; the guest run gets this.
@@ -30,21 +33,6 @@ const GUEST_TIMEOUT: Duration = Duration::from_secs(200);
 
 /// APDUs in the in-guest round-trip measurement.
 const RTT_APDUS: u32 = 200;
-
-const CCID_DRIVER: &str = "/usr/lib/pcsc/drivers/ifd-ccid.bundle/Contents/Linux/libccid.so";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace_root().join("target"))
-}
 
 fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
     for b in bytes {
@@ -120,14 +108,6 @@ fn guest_image() -> (PathBuf, PathBuf, bool) {
     (kernel, initrd, cached)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Kills the processes it holds when dropped (also on a failed assert).
 struct Procs(Vec<Child>);
 
@@ -138,45 +118,6 @@ impl Drop for Procs {
             let _ = c.wait();
         }
     }
-}
-
-fn hex_decode(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex: {s}");
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or_else(|_| panic!("bad hex: {s}")))
-        .collect()
-}
-
-/// The `@@VCAC` lines of the serial console, as (key, value).
-fn results(serial: &str) -> Vec<(String, String)> {
-    serial
-        .lines()
-        .filter_map(|l| {
-            let l = l.trim_end_matches('\r');
-            let at = l.find("@@VCAC ")?;
-            let rest = &l[at + 7..];
-            let (k, v) = rest.split_once(' ').unwrap_or((rest, ""));
-            Some((k.to_owned(), v.to_owned()))
-        })
-        .collect()
-}
-
-fn joined_hex(results: &[(String, String)], key: &str) -> Vec<u8> {
-    let hex: String = results
-        .iter()
-        .filter(|(k, _)| k == key)
-        .map(|(_, v)| v.trim())
-        .collect();
-    hex_decode(&hex)
-}
-
-fn one<'a>(results: &'a [(String, String)], key: &str, serial: &str) -> &'a str {
-    results
-        .iter()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_str())
-        .unwrap_or_else(|| panic!("the guest printed no \"{key}\":\n{serial}"))
 }
 
 #[test]

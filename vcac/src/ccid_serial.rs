@@ -24,12 +24,13 @@ pub(crate) struct Args {
     #[arg(long = "card", value_name = "DIR")]
     cards: Vec<PathBuf>,
     /// The reader libccid is told about (reader.conf's DEVICENAME suffix):
-    /// GemPCTwin (1 slot), SEC1210URT (1 slot) or SEC1210 (2 slots).
+    /// GemPCTwin (1 slot), GemPCPinPad (1 slot, PIN pad: use with
+    /// --pinpad), SEC1210URT (1 slot) or SEC1210 (2 slots).
     /// Whether commands are echoed follows the driver's open probe
     /// (libccid before 1.7 drives SEC1210URT as a GemPC Twin).
     #[arg(long, value_name = "TYPE", default_value = "GemPCTwin",
           value_parser = clap::builder::TypedValueParser::try_map(
-              clap::builder::PossibleValuesParser::new(["GemPCTwin", "SEC1210URT", "SEC1210"]),
+              clap::builder::PossibleValuesParser::new(["GemPCTwin", "GemPCPinPad", "SEC1210URT", "SEC1210"]),
               |s: String| s.parse::<ReaderType>()))]
     reader: ReaderType,
     /// Milliseconds between the time-request bytes sent while a card
@@ -43,6 +44,11 @@ pub(crate) struct Args {
     /// Key backend for the cards' private keys.
     #[arg(long, value_enum, default_value_t = crate::Backend::Rustcrypto)]
     backend: crate::Backend,
+    /// A virtual PIN pad for PC_to_RDR_Secure (libccid offers it with
+    /// --reader GemPCPinPad): PINs from card.toml (auto), the terminal
+    /// (stdin), or a user who cancels (deny) or types nothing (timeout).
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pinpad: Option<crate::usbredir::PinpadMode>,
 }
 
 pub(crate) fn run(args: Args) -> Result<(), String> {
@@ -66,7 +72,9 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
     let mut described = Vec::new();
+    let mut pins = Vec::new();
     if args.cards.is_empty() {
+        pins.push(certs_fixtures::default_card::PIN.to_owned());
         let card = embedded::default_card(backend.as_ref(), rand_core::OsRng)
             .map_err(|e| format!("embedded default card: {e}"))?;
         described.push(format!(
@@ -81,6 +89,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         let card =
             card_dir::load(dir, backend.as_ref(), rand_core::OsRng).map_err(|e| e.to_string())?;
         let pin = card_dir::pin_of(dir).unwrap_or_else(|| "?".into());
+        pins.push(pin.clone());
         described.push(format!(
             "slot {}: card {} (serial {}), PIN {pin}",
             reader.0,
@@ -90,8 +99,18 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         set.insert_card(reader, card).map_err(|e| e.to_string())?;
     }
 
-    let mut device =
-        CcidDevice::new(DeviceConfig::gempc_twin(), &set, &readers).map_err(|e| e.to_string())?;
+    if args.reader.pinpad() && args.pinpad.is_none() {
+        log::warn!(
+            "--reader {}: libccid will offer a PIN pad; without --pinpad it answers \
+             PC_to_RDR_Secure \"not supported\"",
+            args.reader
+        );
+    }
+    let config = DeviceConfig {
+        pinpad: crate::usbredir::pinpad(args.pinpad, pins),
+        ..DeviceConfig::gempc_twin()
+    };
+    let mut device = CcidDevice::new(config, &set, &readers).map_err(|e| e.to_string())?;
     let mut pty = Pty::open().map_err(|e| format!("cannot open a pty: {e}"))?;
     pty.link(&args.link)
         .map_err(|e| format!("--link {}: {e}", args.link.display()))?;

@@ -59,6 +59,26 @@ pub(crate) fn run(dir: &Path) -> Result<(), String> {
     if let Some(atr) = &config.card.atr {
         println!("  ATR {atr}");
     }
+    let profile = config.card.profile.as_deref().unwrap_or("cac");
+    let piv = matches!(profile, "piv" | "dual");
+    println!("  profile {profile}");
+    if piv {
+        let section = config.piv.clone().unwrap_or_default();
+        println!(
+            "  PIV PIN {} ({} tries), PUK {}, management key {}",
+            section.pin.as_deref().unwrap_or(cac::piv::DEFAULT_PIV_PIN),
+            section.max_tries.unwrap_or(3),
+            section.puk.as_deref().unwrap_or(cac::piv::DEFAULT_PIV_PUK),
+            section
+                .management_key_algorithm
+                .as_deref()
+                .unwrap_or("3des"),
+        );
+        if let Ok(text) = std::fs::read_to_string(dir.join(vcac_sources::persist::CREDENTIALS)) {
+            let left: Vec<&str> = text.lines().filter(|l| l.contains("tries_left")).collect();
+            println!("  PIV state written by the card: {}", left.join(", "));
+        }
+    }
     for (i, id) in config.identities.iter().enumerate() {
         let der =
             certificate_der(&read(dir, &id.cert)?).map_err(|e| format!("{}: {e}", id.cert))?;
@@ -82,6 +102,21 @@ pub(crate) fn run(dir: &Path) -> Result<(), String> {
             None => "no private key".into(),
         };
         println!("  id{i}: {}  [{}]", id.cert, key);
+        if piv {
+            let slot = match &id.piv_slot {
+                Some(s) => s.to_ascii_uppercase(),
+                None => format!("{:02X}", cac::piv::default_slot(i)),
+            };
+            let generated = dir.join(format!("piv-{slot}.key")).exists();
+            println!(
+                "    PIV slot {slot}{}",
+                if generated {
+                    format!(" (key generated on the card: piv-{slot}.key)")
+                } else {
+                    String::new()
+                }
+            );
+        }
         println!("    subject  {}", tbs.subject);
         println!("    issuer   {}", tbs.issuer);
         println!("    expires  {}", tbs.validity.not_after);
@@ -135,6 +170,22 @@ pub(crate) fn run(dir: &Path) -> Result<(), String> {
         }
         if id.compress {
             println!("    stored compressed");
+        }
+    }
+    if piv {
+        let mut written: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("piv-obj-") || (n.starts_with("piv-") && n.ends_with(".key")))
+            .collect();
+        written.sort();
+        if !written.is_empty() {
+            println!(
+                "  PIV objects and keys written by the card: {}",
+                written.join(", ")
+            );
         }
     }
     Ok(())

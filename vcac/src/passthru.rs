@@ -38,6 +38,20 @@ pub(crate) struct Args {
     /// Key backend for the cards' private keys.
     #[arg(long, value_enum, default_value_t = crate::Backend::Rustcrypto)]
     backend: crate::Backend,
+    /// Host cards: PKCS#11 tokens, a relayed PC/SC card.
+    #[command(flatten)]
+    host: crate::hostcards::HostArgs,
+    /// An NSS database's certificates as one card.
+    #[command(flatten)]
+    nss: crate::nss::NssArgs,
+}
+
+impl Args {
+    /// True when host cards (or an NSS database, whose PIN is its
+    /// password) are asked for.
+    pub(crate) fn host_cards(&self) -> bool {
+        self.host.any() || self.nss.any()
+    }
 }
 
 const HELP: &str =
@@ -71,7 +85,14 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
     let set = Arc::new(ReaderSet::new());
     let mut stdout = std::io::stdout().lock();
     let backend = crate::key_backend(args.backend)?;
-    let loaded = load_cards(&args.cards, backend.as_ref())?;
+    // Host cards or an NSS database alone: no embedded default card beside them.
+    let mut loaded = if args.cards.is_empty() && (args.host.any() || args.nss.any()) {
+        Vec::new()
+    } else {
+        load_cards(&args.cards, backend.as_ref())?
+    };
+    let nss_backend = crate::key_backend(args.backend)?.into();
+    loaded.extend(crate::nss::load(&args.nss, nss_backend, &mut stdout)?);
     for (i, (label, card, pin)) in loaded.into_iter().enumerate() {
         let serial: String = card.card_id().iter().map(|b| format!("{b:02X}")).collect();
         let reader = set
@@ -83,6 +104,16 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
             "vcac: reader {} holds {label} (serial {serial}); PIN {pin}",
             reader.0
         );
+    }
+    let first = set.list().len();
+    let host_readers = crate::hostcards::start(
+        &args.host,
+        &set,
+        |i| format!("vcac passthru {}", first + i),
+        &stop,
+    )?;
+    for (what, reader) in host_readers {
+        let _ = writeln!(stdout, "vcac: reader {} holds {what}", reader.0);
     }
     let how = match &peer {
         Peer::Connect(addr) => format!("connecting to the VSCard host at {addr}"),

@@ -17,13 +17,18 @@ pub(crate) struct ProvisionArgs {
     /// byte-identical files. Default: a fresh random seed (printed).
     #[arg(long, value_name = "N")]
     seed: Option<u64>,
-    /// The card PIN (6 to 8 digits).
-    #[arg(long, default_value = "12345678")]
-    pin: String,
+    /// The card PIN (6 to 8 digits). Default 12345678 for a CAC, 123456
+    /// for piv and dual (PIV and CAC then share the value).
+    #[arg(long)]
+    pin: Option<String>,
+    /// Applets: cac (default), piv, or dual (CAC and PIV, same identities).
+    #[arg(long, value_name = "PROFILE", default_value = "cac")]
+    profile: String,
     /// Wrong PINs before the PIN blocks (1-15).
     #[arg(long, value_name = "N", default_value_t = 3)]
     max_tries: u8,
     /// A PUK that unblocks the PIN (RESET RETRY COUNTER), 6 to 8 digits.
+    /// The PIV PUK of piv and dual cards (default 12345678).
     #[arg(long)]
     puk: Option<String>,
     /// Key type for every identity (rsa2048, rsa3072, rsa4096, p256), or
@@ -33,10 +38,11 @@ pub(crate) struct ProvisionArgs {
     /// Key type of the issuing CA (rsa2048, rsa3072, rsa4096, p256).
     #[arg(long, value_name = "TYPE", default_value = "rsa2048")]
     ca_key_type: String,
-    /// Number of identities (1-16): id0 authentication, id1 signature,
-    /// id2 encryption, further ones generic.
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    identities: usize,
+    /// Number of identities (1-16; default 3, 4 for piv and dual): id0
+    /// authentication (PIV 9A), id1 signature (9C), id2 encryption (9D),
+    /// id3 card authentication on PIV (9E), further ones generic.
+    #[arg(long, value_name = "N")]
+    identities: Option<usize>,
     /// Common name of the card holder.
     #[arg(long, default_value = "DOE.JOHN.Q.1234567890")]
     name: String,
@@ -58,6 +64,14 @@ pub(crate) struct ProvisionArgs {
     /// Overwrite existing files.
     #[arg(long)]
     force: bool,
+    /// Also write idN.p12 (key, certificate and CA; AES-256, HMAC-SHA256
+    /// MAC) for clients and browsers. Empty password unless
+    /// --p12-password-env.
+    #[arg(long)]
+    export_p12: bool,
+    /// Environment variable holding the password of the idN.p12 files.
+    #[arg(long, value_name = "VAR", requires = "export_p12")]
+    p12_password_env: Option<String>,
 }
 
 pub(crate) fn parse_key_type(s: &str) -> Result<KeyType, String> {
@@ -66,15 +80,23 @@ pub(crate) fn parse_key_type(s: &str) -> Result<KeyType, String> {
         "rsa3072" => Ok(KeyType::Rsa3072),
         "rsa4096" => Ok(KeyType::Rsa4096),
         "p256" | "ecp256" | "secp256r1" => Ok(KeyType::P256),
+        "p384" | "ecp384" | "secp384r1" => Ok(KeyType::P384),
         _ => Err(format!(
-            "--key-type {s}: unknown key type (expected rsa2048, rsa3072, rsa4096 or p256)"
+            "--key-type {s}: unknown key type (expected rsa2048, rsa3072, rsa4096, p256 or p384)"
         )),
     }
 }
 
 /// Key type per identity from the `--key-type` options.
-fn key_types(specs: &[String], count: usize) -> Result<Vec<KeyType>, String> {
-    let mut types = vec![KeyType::Rsa2048; count];
+fn key_types(specs: &[String], count: usize, piv: bool) -> Result<Vec<KeyType>, String> {
+    // PIV defaults: 9A RSA-2048, 9C P-256, 9D P-384, 9E P-256.
+    let mut types: Vec<KeyType> = (0..count)
+        .map(|i| match (piv, i) {
+            (true, 1 | 3) => KeyType::P256,
+            (true, 2) => KeyType::P384,
+            _ => KeyType::Rsa2048,
+        })
+        .collect();
     for spec in specs {
         match spec.split_once('=') {
             Some((index, ty)) => {
@@ -150,13 +172,23 @@ pub(crate) fn parse_when(s: &str) -> Result<u64, String> {
 }
 
 pub(crate) fn run(args: ProvisionArgs) -> Result<(), String> {
-    if !(1..=16).contains(&args.identities) {
+    let (piv, dual) = match args.profile.as_str() {
+        "cac" => (false, false),
+        "piv" => (true, false),
+        "dual" => (true, true),
+        other => return Err(format!("--profile {other}: expected cac, piv or dual")),
+    };
+    let count = args.identities.unwrap_or(if piv { 4 } else { 3 });
+    if !(1..=16).contains(&count) {
         return Err(format!(
-            "--identities {}: a card holds 1 to 16 identities",
-            args.identities
+            "--identities {count}: a card holds 1 to 16 identities"
         ));
     }
-    let types = key_types(&args.key_types, args.identities)?;
+    let pin = args
+        .pin
+        .clone()
+        .unwrap_or_else(|| if piv { "123456" } else { "12345678" }.to_owned());
+    let types = key_types(&args.key_types, count, piv)?;
     let valid_from = parse_when(&args.valid_from)?;
     let seed = args.seed.unwrap_or_else(|| rand_core::OsRng.next_u64());
 
@@ -167,42 +199,85 @@ pub(crate) fn run(args: ProvisionArgs) -> Result<(), String> {
         .valid_from(valid_from)
         .days(args.days);
     for (i, ty) in types.iter().enumerate() {
-        let role = match i {
-            0 => Role::Authentication,
-            1 => Role::Signature,
-            2 => Role::Encryption,
+        let role = match (i, piv) {
+            (0, false) => Role::Authentication,
+            (0, true) => Role::PivAuthentication,
+            (1, _) => Role::Signature,
+            (2, _) => Role::Encryption,
+            (3, true) => Role::CardAuthentication,
             _ => Role::Generic,
         };
         let mut spec = IdentitySpec::new(role, *ty, args.name.clone());
         spec = match role {
-            Role::Authentication => spec.with_upn(args.upn.clone()),
+            Role::Authentication | Role::PivAuthentication => spec.with_upn(args.upn.clone()),
+            Role::CardAuthentication => spec,
             _ => spec.with_email(args.email.clone()),
         };
         builder = builder.identity(spec);
     }
     let mut card = CardOptions::default()
-        .pin(args.pin.clone())
+        .pin(pin.clone())
         .max_tries(args.max_tries)
         .compress(args.compress);
     if let Some(puk) = &args.puk {
         card = card.puk(puk.clone(), 10);
     }
+    if piv {
+        let puk = args.puk.clone().unwrap_or_else(|| "12345678".to_owned());
+        card = card.piv(dual, pin.clone(), puk);
+    }
 
     let started = Instant::now();
+    let p12_names: Vec<String> = (0..count).map(|i| format!("id{i}.p12")).collect();
+    let p12_password = match (&args.p12_password_env, args.export_p12) {
+        (Some(var), _) => Some(zeroize::Zeroizing::new(std::env::var(var).map_err(
+            |_| format!("--p12-password-env {var}: the variable is not set (or not UTF-8)"),
+        )?)),
+        (None, true) => Some(zeroize::Zeroizing::new(String::new())),
+        (None, false) => None,
+    };
+    if p12_password.is_some() && !args.force {
+        crate::import::refuse_existing(&args.out, &p12_names)?;
+    }
     let pki = builder.build().map_err(|e| e.to_string())?;
-    let written = pki
+    let mut written = pki
         .write_card_dir(&args.out, &card, args.force)
         .map_err(|e| e.to_string())?;
+    if let Some(password) = &p12_password {
+        let mut chain: Vec<&[u8]> = Vec::new();
+        if let Some(intermediate) = pki.intermediate() {
+            chain.push(intermediate.cert_der());
+        }
+        chain.push(pki.ca().cert_der());
+        for (id, name) in pki.identities().iter().zip(&p12_names) {
+            let c = id.credential();
+            let p12 = vcac_sources::p12::write(
+                c.cert_der(),
+                c.key_der(),
+                &chain,
+                name.trim_end_matches(".p12"),
+                password,
+            )
+            .map_err(|e| format!("{name}: {e}"))?;
+            let path = args.out.join(name);
+            crate::import::write_file(&path, &p12, true, args.force)?;
+            written.push(path);
+        }
+    }
     let elapsed = started.elapsed();
     println!(
         "vcac: wrote {} files to {} in {:.2} s (seed {seed}; PIN {})",
         written.len(),
         args.out.display(),
         elapsed.as_secs_f64(),
-        args.pin
+        pin
     );
     for (i, ty) in types.iter().enumerate() {
-        println!("  id{i}: {ty}");
+        if piv {
+            println!("  id{i}: {ty} (PIV slot {:02X})", cac::piv::default_slot(i));
+        } else {
+            println!("  id{i}: {ty}");
+        }
     }
     Ok(())
 }
@@ -224,12 +299,30 @@ mod tests {
 
     #[test]
     fn key_type_options() {
-        assert_eq!(key_types(&[], 2).unwrap(), [KeyType::Rsa2048; 2]);
+        assert_eq!(key_types(&[], 2, false).unwrap(), [KeyType::Rsa2048; 2]);
         assert_eq!(
-            key_types(&["p256".into(), "1=rsa3072".into()], 3).unwrap(),
+            key_types(&["p256".into(), "1=rsa3072".into()], 3, false).unwrap(),
             [KeyType::P256, KeyType::Rsa3072, KeyType::P256]
         );
-        assert!(key_types(&["5=rsa2048".into()], 3).is_err());
-        assert!(key_types(&["rsa1024".into()], 3).is_err());
+        assert!(key_types(&["5=rsa2048".into()], 3, false).is_err());
+        assert!(key_types(&["rsa1024".into()], 3, false).is_err());
+        assert_eq!(
+            key_types(&[], 4, true).unwrap(),
+            [
+                KeyType::Rsa2048,
+                KeyType::P256,
+                KeyType::P384,
+                KeyType::P256
+            ]
+        );
+        assert_eq!(
+            key_types(&["3=rsa2048".into()], 4, true).unwrap(),
+            [
+                KeyType::Rsa2048,
+                KeyType::P256,
+                KeyType::P384,
+                KeyType::Rsa2048
+            ]
+        );
     }
 }

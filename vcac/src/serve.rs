@@ -5,14 +5,9 @@ use std::net::ToSocketAddrs;
 use std::sync::Arc;
 
 use ccid::vpcd;
-use vcac_sources::{dir as card_dir, embedded};
 use vreader::ReaderSet;
 
-use crate::ServeArgs;
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02X}")).collect()
-}
+use crate::{record, ServeArgs};
 
 /// Splits `HOST:PORT` (IPv6 in brackets) into host and port.
 fn split_host_port(addr: &str) -> Result<(String, u16), String> {
@@ -34,22 +29,31 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
         .map_err(|e| format!("--vpcd {}: {e}", args.vpcd))?;
 
     let backend = crate::key_backend(args.backend)?;
-    let mut cards = Vec::new();
-    if args.cards.is_empty() {
-        let card = embedded::default_card(backend.as_ref(), rand_core::OsRng)
-            .map_err(|e| format!("embedded default card: {e}"))?;
-        cards.push((
-            "the embedded default card".to_owned(),
-            card,
-            certs_fixtures::default_card::PIN.to_owned(),
-        ));
+    // Host cards or an NSS database alone: no embedded default card beside them.
+    let loaded = if args.cards.is_empty() && (args.host.any() || args.nss.any()) {
+        Vec::new()
     } else {
-        for dir in &args.cards {
-            let card = card_dir::load(dir, backend.as_ref(), rand_core::OsRng)
-                .map_err(|e| e.to_string())?;
-            let pin = card_dir::pin_of(dir).unwrap_or_else(|| "?".into());
-            cards.push((format!("card {}", dir.display()), card, pin));
+        record::load_cards(&args.cards, backend.as_ref())?
+    };
+    let loaded = record::wrap_for_recording(loaded, args.record.as_deref(), args.record_secrets)?;
+    let mut replays = Vec::new();
+    let mut cards = Vec::new();
+    for l in loaded {
+        if let Some(log) = l.replay {
+            replays.push((l.label.clone(), log));
         }
+        let serial = l
+            .serial
+            .map(|s| format!(" (serial {s})"))
+            .unwrap_or_default();
+        let pin = l.pin.map(|p| format!("; PIN {p}")).unwrap_or_default();
+        cards.push((format!("{}{serial}", l.label), l.card, pin));
+    }
+    let nss_backend = crate::key_backend(args.backend)?.into();
+    if let Some((label, card, pin)) =
+        crate::nss::load(&args.nss, nss_backend, &mut std::io::stdout())?
+    {
+        cards.push((label, Box::new(card), format!("; PIN {pin}")));
     }
 
     let set = ReaderSet::new();
@@ -60,7 +64,6 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
         let port = u16::try_from(usize::from(base_port) + slot)
             .map_err(|_| format!("vpcd slot {slot}: port out of range"))?;
         let addr = format!("{host}:{port}");
-        let serial = hex(card.card_id());
         let reader = set
             .add_reader(&format!("vcac slot {slot}"))
             .map_err(|e| e.to_string())?;
@@ -68,10 +71,31 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
         let handle = set.handle(reader).map_err(|e| e.to_string())?;
         let _ = writeln!(
             stdout,
-            "vcac: serving {label} (serial {serial}) to vpcd slot {slot} at {addr} \
-             (pcscd reader \"Virtual PCD 00 {slot:02}\" with the default vpcd config); PIN {pin}"
+            "vcac: serving {label} to vpcd slot {slot} at {addr} \
+             (pcscd reader \"Virtual PCD 00 {slot:02}\" with the default vpcd config){pin}"
         );
         jobs.push((addr, handle));
+    }
+    // Host cards (PKCS#11 tokens, a relayed PC/SC card) take the next slots.
+    let host_set = Arc::new(ReaderSet::new());
+    let first = usize::from(args.slot) + jobs.len();
+    let host_readers = crate::hostcards::start(
+        &args.host,
+        &host_set,
+        |i| format!("vcac slot {}", first + i),
+        &stop,
+    )?;
+    for (i, (what, reader)) in host_readers.into_iter().enumerate() {
+        let slot = first + i;
+        let port = u16::try_from(usize::from(base_port) + slot)
+            .map_err(|_| format!("vpcd slot {slot}: port out of range"))?;
+        let addr = format!("{host}:{port}");
+        let _ = writeln!(
+            stdout,
+            "vcac: serving {what} to vpcd slot {slot} at {addr} \
+             (pcscd reader \"Virtual PCD 00 {slot:02}\" with the default vpcd config)"
+        );
+        jobs.push((addr, host_set.handle(reader).map_err(|e| e.to_string())?));
     }
     let _ = writeln!(stdout, "vcac: press Ctrl-C to stop");
     let _ = stdout.flush();
@@ -95,7 +119,11 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
         let _ = t.join();
     }
     log::info!("stopped");
-    Ok(())
+    if replays.is_empty() {
+        Ok(())
+    } else {
+        record::replay_verdict(&replays)
+    }
 }
 
 #[cfg(test)]

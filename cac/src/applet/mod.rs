@@ -3,19 +3,23 @@
 //! dispatcher's (see [`crate::card`]). The CAC applets share the
 //! card-global [`SecurityEnvironment`]: its commands (VERIFY, CHANGE
 //! REFERENCE DATA, RESET RETRY COUNTER) go to it whichever of them is
-//! selected.
+//! selected. The PIV applet keeps its own security state and answers
+//! them itself.
 
 use rand_core::CryptoRngCore;
 use zeroize::Zeroize;
 
 use crate::apdu::CommandView;
+use crate::keys::KeyBackend;
 use crate::security::{self, SecurityEnvironment};
 use crate::status::Status;
+use crate::store::Store;
 
 pub(crate) mod aca;
 pub(crate) mod ccc;
 pub(crate) mod container;
 pub(crate) mod gp;
+pub(crate) mod piv;
 pub(crate) mod pki;
 pub(crate) mod pnp;
 
@@ -38,6 +42,13 @@ pub(crate) struct Ctx<'a> {
     pub(crate) chain: &'a mut Chain,
     /// Index of the applet being called (chains remember their owner).
     pub(crate) me: usize,
+    /// Where persistent changes go before a command answers `90 00`.
+    pub(crate) store: &'a mut dyn Store,
+    /// Number of this command in the session (a CLA-chained command
+    /// counts once): PIV's "PIN Always" compares it with the VERIFY's.
+    pub(crate) command: u64,
+    /// Makes keys for on-card generation, if the card can.
+    pub(crate) generator: Option<&'a dyn KeyBackend>,
 }
 
 /// The half-built input of a chained SIGN / DECRYPT (P1 = `80`).
@@ -92,6 +103,8 @@ pub(crate) enum Applet {
     Gp(gp::CardManager),
     /// Microsoft smart card Plug and Play.
     Pnp(pnp::PlugAndPlay),
+    /// The PIV card application, with its own security state.
+    Piv(Box<piv::Piv>),
 }
 
 impl Applet {
@@ -102,16 +115,47 @@ impl Applet {
             Applet::Pki(a) => a.aid(),
             Applet::Gp(_) => &gp::AID,
             Applet::Pnp(_) => &pnp::AID,
+            Applet::Piv(_) => &piv::options::PIV_AID,
+        }
+    }
+
+    /// True when SELECT by `aid` picks this applet: the exact AID, or for
+    /// PIV any prefix of at least 5 bytes.
+    pub(crate) fn selects(&self, aid: &[u8]) -> bool {
+        match self {
+            Applet::Piv(_) => piv::selects(aid),
+            other => other.aid() == aid,
+        }
+    }
+
+    /// What SELECT answers: the FCI, or PIV's application property template.
+    pub(crate) fn push_select_response(&self, out: &mut Vec<u8>, aid: &[u8]) {
+        match self {
+            Applet::Piv(_) => piv::push_apt(out),
+            _ => push_fci(out, aid),
+        }
+    }
+
+    /// True when the dispatcher may assemble CLA-chained commands for it
+    /// (and answers its case-3 commands as if Le were 256: PIV).
+    pub(crate) fn accepts_chaining(&self) -> bool {
+        matches!(self, Applet::Piv(_))
+    }
+
+    /// Power-off / reset: clears the applet's own volatile state.
+    pub(crate) fn reset_session(&mut self) {
+        if let Applet::Piv(p) = self {
+            p.reset_session();
         }
     }
 
     pub(crate) fn process(
-        &self,
+        &mut self,
         cmd: &CommandView<'_>,
         ctx: &mut Ctx<'_>,
         out: &mut Vec<u8>,
     ) -> Result<(), Status> {
-        if security::is_security_command(cmd.ins()) {
+        if security::is_security_command(cmd.ins()) && !matches!(self, Applet::Piv(_)) {
             return ctx.security.process(cmd);
         }
         match self {
@@ -120,6 +164,7 @@ impl Applet {
             Applet::Pki(a) => a.process(cmd, ctx, out),
             Applet::Gp(a) => a.process(cmd, out),
             Applet::Pnp(a) => a.process(cmd, out),
+            Applet::Piv(a) => a.process(cmd, ctx, out),
         }
     }
 }

@@ -48,6 +48,8 @@ pub enum KeyAlgorithm {
     },
     /// ECDSA over NIST P-256.
     EcP256,
+    /// ECDSA / ECDH over NIST P-384.
+    EcP384,
 }
 
 impl KeyAlgorithm {
@@ -56,6 +58,7 @@ impl KeyAlgorithm {
         match self {
             KeyAlgorithm::Rsa { bits } => bits,
             KeyAlgorithm::EcP256 => 256,
+            KeyAlgorithm::EcP384 => 384,
         }
     }
 
@@ -64,7 +67,7 @@ impl KeyAlgorithm {
     pub const fn block_len(self) -> usize {
         match self {
             KeyAlgorithm::Rsa { bits } => (bits as usize).div_ceil(8),
-            KeyAlgorithm::EcP256 => 64,
+            KeyAlgorithm::EcP256 | KeyAlgorithm::EcP384 => 64,
         }
     }
 }
@@ -74,6 +77,7 @@ impl fmt::Display for KeyAlgorithm {
         match self {
             KeyAlgorithm::Rsa { bits } => write!(f, "RSA-{bits}"),
             KeyAlgorithm::EcP256 => write!(f, "ECDSA P-256"),
+            KeyAlgorithm::EcP384 => write!(f, "ECDSA P-384"),
         }
     }
 }
@@ -126,6 +130,35 @@ pub trait KeyHandle: Send + Sync + fmt::Debug {
         rng: &mut dyn CryptoRngCore,
         out: &mut Vec<u8>,
     ) -> Result<(), KeyError>;
+
+    /// Elliptic-curve Diffie-Hellman: `peer` is an uncompressed point
+    /// (`04 ‖ X ‖ Y`) on the key's curve; appends the shared secret's
+    /// x-coordinate. Keys that cannot do it answer
+    /// [`KeyError::Unsupported`] (the default).
+    fn ecdh(&self, peer: &[u8], out: &mut Vec<u8>) -> Result<(), KeyError> {
+        let _ = (peer, out);
+        Err(KeyError::Unsupported(format!(
+            "ECDH with {}",
+            self.algorithm()
+        )))
+    }
+}
+
+/// A key made by [`KeyBackend::generate`]: the handle and its PKCS#8
+/// encoding (zeroized on drop), for the card to persist.
+pub struct GeneratedKey {
+    /// The new key.
+    pub handle: Arc<dyn KeyHandle>,
+    /// Its PKCS#8 `PrivateKeyInfo`, DER.
+    pub pkcs8_der: Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for GeneratedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GeneratedKey")
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A source of key handles.
@@ -136,6 +169,21 @@ pub trait KeyBackend: Send + Sync {
     /// Loads a PKCS#8 `PrivateKeyInfo` (DER). Every other input format is
     /// converted to this before it reaches the backend.
     fn load_pkcs8_der(&self, der: &[u8]) -> Result<Arc<dyn KeyHandle>, KeyError>;
+
+    /// Generates a fresh key of `algorithm` from `rng` (on-card key
+    /// generation). Backends that cannot answer [`KeyError::Unsupported`]
+    /// (the default).
+    fn generate(
+        &self,
+        algorithm: KeyAlgorithm,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<GeneratedKey, KeyError> {
+        let _ = rng;
+        Err(KeyError::Unsupported(format!(
+            "{} cannot generate {algorithm} keys",
+            self.name()
+        )))
+    }
 }
 
 /// Appends `value` left-padded with zeros to `len` bytes: the raw RSA

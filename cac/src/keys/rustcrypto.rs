@@ -1,5 +1,6 @@
 //! The default key backend: RustCrypto `rsa` and `p256`.
 
+mod ec;
 mod montgomery;
 
 use std::sync::Arc;
@@ -41,14 +42,24 @@ impl KeyBackend for RustCrypto {
             .map_err(|e| KeyError::Parse(format!("PKCS#8 PrivateKeyInfo: {e}")))?;
         if info.algorithm.oid == RSA_OID {
             Ok(Arc::new(RsaHandle::from_pkcs8(der)?))
+        } else if info.algorithm.oid == EC_OID && ec::is_p384(&info) {
+            Ok(Arc::new(ec::P384Handle::from_pkcs8(der)?))
         } else if info.algorithm.oid == EC_OID {
             Ok(Arc::new(P256Handle::from_pkcs8(der)?))
         } else {
             Err(KeyError::Unsupported(format!(
-                "key algorithm {} (supported: rsaEncryption, id-ecPublicKey on P-256)",
+                "key algorithm {} (supported: rsaEncryption, id-ecPublicKey on P-256 or P-384)",
                 info.algorithm.oid
             )))
         }
+    }
+
+    fn generate(
+        &self,
+        algorithm: KeyAlgorithm,
+        rng: &mut dyn CryptoRngCore,
+    ) -> Result<super::GeneratedKey, KeyError> {
+        ec::generate(algorithm, rng)
     }
 }
 
@@ -261,6 +272,10 @@ impl KeyHandle for P256Handle {
             .map_err(|e| KeyError::Backend(e.to_string()))?;
         out.extend_from_slice(sig.to_der().as_bytes());
         Ok(())
+    }
+
+    fn ecdh(&self, peer: &[u8], out: &mut Vec<u8>) -> Result<(), KeyError> {
+        ec::p256_ecdh(self.key.as_nonzero_scalar(), peer, out)
     }
 }
 

@@ -84,6 +84,10 @@ pub struct DeviceConfig {
     /// Text answered to the Gemalto "get firmware" escape (`6B` with
     /// payload `02`), which libccid's serial driver sends on open.
     pub firmware: String,
+    /// A virtual PIN pad: when set, the class descriptor announces PIN
+    /// verification and modification (`bPINSupport` 03) and
+    /// `PC_to_RDR_Secure` takes its PINs from this source.
+    pub pinpad: Option<super::pinpad::PinPad>,
 }
 
 impl Default for DeviceConfig {
@@ -100,6 +104,7 @@ impl Default for DeviceConfig {
             max_message_len: MIN_MESSAGE_LEN,
             queue_depth: 8,
             firmware: concat!("vcac CCID ", env!("CARGO_PKG_VERSION")).into(),
+            pinpad: None,
         }
     }
 }

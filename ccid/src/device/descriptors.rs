@@ -101,7 +101,8 @@ pub fn ccid_class_descriptor(config: &DeviceConfig, slots: usize) -> Vec<u8> {
     d.push(0xFF); // bClassGetResponse: echo the APDU's class
     d.push(0xFF); // bClassEnvelope
     d.extend_from_slice(&[0x00, 0x00]); // wLcdLayout: none
-    d.push(0x00); // bPINSupport: none
+    let pin_support = if config.pinpad.is_some() { 0x03 } else { 0x00 };
+    d.push(pin_support); // bPINSupport: verify + modify with a PIN pad
     d.push(max_slot_index.saturating_add(1)); // bMaxCCIDBusySlots
     d
 }

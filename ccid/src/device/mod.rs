@@ -83,6 +83,7 @@
 
 mod config;
 mod descriptors;
+pub mod pinpad;
 mod protocol;
 mod slot;
 mod snapshot;
@@ -104,6 +105,7 @@ pub use descriptors::{
     DATA_RATES, EP_BULK_IN, EP_BULK_OUT, EP_INTERRUPT_IN, FEATURES, MAX_DATA_RATE, MAX_IFSD,
     MAX_PACKET,
 };
+pub use pinpad::{PinEntry, PinEntryError, PinOperation, PinPad, PinSource};
 pub use snapshot::{RestoreError, Snapshot, SnapshotError, SNAPSHOT_VERSION};
 
 use descriptors::request;
@@ -224,6 +226,7 @@ pub struct CardJob {
     id: u64,
     reader: ReaderHandle,
     command: Vec<u8>,
+    pin: Option<pinpad::PinJob>,
 }
 
 impl CardJob {
@@ -232,19 +235,34 @@ impl CardJob {
         self.slot
     }
 
-    /// The command APDU.
+    /// The command APDU (for a PIN pad command, the template the PIN
+    /// goes into).
     pub fn command(&self) -> &[u8] {
         &self.command
     }
 
+    /// True for a PIN pad command: [`CardJob::run`] asks the
+    /// configured [`PinSource`] first (which may block on a prompt).
+    pub fn needs_pin(&self) -> bool {
+        self.pin.is_some()
+    }
+
     /// Sends the command to the card (this is where a signature takes its
-    /// time) and returns the result for [`CcidDevice::complete`].
+    /// time) and returns the result for [`CcidDevice::complete`]. A PIN
+    /// pad command first gets its PIN; without one the card is not asked.
     pub fn run(self) -> JobDone {
         let mut response = Vec::with_capacity(258);
-        let result = self
-            .reader
-            .transmit(&self.command, &mut response)
-            .map(|()| response);
+        let command = match &self.pin {
+            None => Some(self.command),
+            Some(pin) => pin.apdu(),
+        };
+        let result = match command {
+            Some(command) => self
+                .reader
+                .transmit(&command, &mut response)
+                .map(|()| response),
+            None => Ok(Vec::new()),
+        };
         JobDone {
             slot: self.slot,
             id: self.id,
@@ -650,6 +668,7 @@ impl CcidDevice {
                     id,
                     reader: slot.reader.clone(),
                     command,
+                    pin: slot.pin_job(),
                 });
             }
         }

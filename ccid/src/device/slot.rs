@@ -15,6 +15,7 @@ use vreader::{ReaderError, ReaderHandle};
 
 use super::config::{DeviceConfig, ExchangeLevel};
 use super::descriptors::{CLOCK_KHZ, DATA_RATES};
+use super::pinpad::{PinEntryError, PinJob, PinRequest};
 use super::protocol::{check_pps, classify_t0, AtrInfo, Params, T0Tpdu};
 use super::t1::{T1Action, T1State, MAX_APDU};
 use super::wire::{
@@ -55,6 +56,12 @@ pub(crate) struct Pending {
     pub(crate) ticks: u32,
     /// A time-extension message for it is queued and not yet read.
     pub(crate) time_extension_queued: bool,
+    /// A PIN pad command (`PC_to_RDR_Secure`): the PIN goes into the
+    /// command when the job runs.
+    pub(crate) pin: Option<PinJob>,
+    /// T=1 state before the Secure command's block, restored when no PIN
+    /// came (libccid then rolls its sequence numbers back too).
+    pub(crate) t1_rollback: Option<Box<T1State>>,
 }
 
 /// The two halves of an abort (class request and Bulk-OUT `72`).
@@ -323,7 +330,10 @@ impl Slot {
                 }
             }
             Command::SetDataRateAndClockFrequency => self.set_rate(ctx, seq, p.payload()),
-            // No PIN pad, no mechanics; anything else is unknown.
+            Command::Secure if ctx.config.pinpad.is_some() => {
+                self.secure(ctx, seq, u16::from_le_bytes([b8, b9]), p.payload())
+            }
+            // No mechanics; anything else is unknown.
             Command::Secure | Command::Mechanical | Command::Abort | Command::Unknown(_) => {
                 self.fail(ctx, command, seq, SlotError::CommandNotSupported)
             }
@@ -422,6 +432,11 @@ impl Slot {
             // Gemalto "card movement notification: synchronous"; and the
             // probe libccid sends a SEC1210.
             [0x01, 0x01, 0x01] | [0x06] => self.ok(ctx, command, seq, Body::Data(&[], 0)),
+            // Gemalto "load strings" into a PIN pad's display memory
+            // (libccid's GemPC PinPad open): a virtual pad has no display.
+            [0xB2, 0xA0, ..] if ctx.config.pinpad.is_some() => {
+                self.ok(ctx, command, seq, Body::Data(&[], 0))
+            }
             _ => self.fail(ctx, command, seq, SlotError::CommandNotSupported),
         }
     }
@@ -544,8 +559,74 @@ impl Slot {
             aborted: false,
             ticks: 0,
             time_extension_queued: false,
+            pin: None,
+            t1_rollback: None,
         });
         ctx.jobs.push_back(ctx.index);
+    }
+
+    /// `PC_to_RDR_Secure`: the PIN pad. The template APDU becomes a card
+    /// job whose PIN is asked for when it runs.
+    fn secure(&mut self, ctx: &mut Ctx<'_>, seq: u8, level: u16, data: &[u8]) {
+        let command = Command::Secure;
+        let Some(pad) = ctx.config.pinpad.clone() else {
+            return self.fail(ctx, command, seq, SlotError::CommandNotSupported);
+        };
+        if !self.present || !self.powered {
+            return self.fail(ctx, command, seq, SlotError::IccMute);
+        }
+        if level != 0 {
+            return self.fail(
+                ctx,
+                command,
+                seq,
+                SlotError::bad_field(ERR_OFFSET_LEVEL_PARAMETER),
+            );
+        }
+        let request = match PinRequest::parse(data) {
+            Ok(r) => r,
+            Err(e) => return self.fail(ctx, command, seq, SlotError::bad_field(e.0)),
+        };
+        let mut rollback = None;
+        let reply = if ctx.config.exchange_level == ExchangeLevel::Tpdu && self.params.protocol == 1
+        {
+            // The host framed the command as a T=1 I-block (prologue in
+            // bTeoPrologue): let the block state machine take it.
+            let mut block = request.prologue.to_vec();
+            block.extend_from_slice(&request.template);
+            let lrc = block.iter().fold(0u8, |a, b| a ^ b);
+            block.push(lrc);
+            rollback = Some(Box::new(self.t1.clone()));
+            match self.t1.receive(&block) {
+                T1Action::Apdu(_) => Reply::T1,
+                T1Action::Reply(b) => return self.ok(ctx, command, seq, Body::Data(&b, 0)),
+            }
+        } else {
+            Reply::Whole
+        };
+        let template = request.template.clone();
+        self.pending = Some(Pending {
+            seq,
+            command,
+            job: JobState::Queued(template),
+            reply,
+            aborted: false,
+            ticks: 0,
+            time_extension_queued: false,
+            pin: Some(PinJob {
+                pad,
+                request,
+                slot: ctx.index,
+                outcome: Default::default(),
+            }),
+            t1_rollback: rollback,
+        });
+        ctx.jobs.push_back(ctx.index);
+    }
+
+    /// The PIN job of the pending command, if it is one.
+    pub(crate) fn pin_job(&self) -> Option<PinJob> {
+        self.pending.as_ref().and_then(|p| p.pin.clone())
     }
 
     /// Moves the queued job to running under `id`; its command bytes.
@@ -571,6 +652,19 @@ impl Slot {
             return false;
         };
         let (command, seq) = (pending.command, pending.seq);
+        let pin_failure = pending.pin.as_ref().and_then(PinJob::take_outcome);
+        if let Some(e) = pin_failure.filter(|_| !pending.aborted) {
+            if let Some(t1) = pending.t1_rollback {
+                self.t1 = *t1;
+            }
+            let error = match e {
+                PinEntryError::Cancelled => SlotError::PinCancelled,
+                PinEntryError::Timeout => SlotError::PinTimeout,
+            };
+            self.fail(ctx, command, seq, error);
+            self.finish_abort(ctx);
+            return true;
+        }
         if pending.aborted {
             self.fail(ctx, command, seq, SlotError::CmdAborted);
             self.finish_abort(ctx);

@@ -270,6 +270,11 @@ impl CcidDevice {
                     let JobState::Queued(command) = &p.job else {
                         return Err(SnapshotError::JobRunning { slot: index });
                     };
+                    // A PIN pad entry cannot move: its template is no
+                    // command to replay.
+                    if p.pin.is_some() {
+                        return Err(SnapshotError::JobRunning { slot: index });
+                    }
                     w.u8(1);
                     w.u8(p.seq);
                     w.u8(p.command.into());
@@ -466,6 +471,8 @@ fn restore_slot(r: &mut Reader<'_>, slot: &mut Slot, config: &DeviceConfig) -> R
                 aborted: r.bool("pending aborted")?,
                 ticks: r.u32("pending ticks")?,
                 time_extension_queued: false,
+                pin: None,
+                t1_rollback: None,
             })
         }
         _ => return Err(RestoreError::Malformed("pending")),

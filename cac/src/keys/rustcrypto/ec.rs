@@ -1,0 +1,225 @@
+//! The elliptic-curve half of the RustCrypto backend that PIV added:
+//! ECDSA P-384 (`p384`), ECDH on P-256 and P-384, and key generation for
+//! every algorithm the backend loads.
+
+use std::sync::Arc;
+
+use p256::elliptic_curve::point::AffineCoordinates;
+use pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use rand_core::CryptoRngCore;
+use spki::EncodePublicKey;
+use zeroize::Zeroizing;
+
+use super::{RngAdapter, RustCrypto};
+use crate::keys::{GeneratedKey, KeyAlgorithm, KeyBackend, KeyError, KeyHandle};
+
+/// secp384r1.
+const SECP384R1: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.132.0.34");
+
+/// True when an id-ecPublicKey `PrivateKeyInfo` names the P-384 curve.
+pub(super) fn is_p384(info: &pkcs8::PrivateKeyInfo<'_>) -> bool {
+    info.algorithm.parameters_oid().ok() == Some(SECP384R1)
+}
+
+/// A P-384 key: ECDSA over a host hash, ECDH.
+pub(super) struct P384Handle {
+    key: p384::ecdsa::SigningKey,
+    spki: Vec<u8>,
+}
+
+impl core::fmt::Debug for P384Handle {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("P384Handle").finish_non_exhaustive()
+    }
+}
+
+impl P384Handle {
+    pub(super) fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
+        let secret = p384::SecretKey::from_pkcs8_der(der)
+            .map_err(|e| KeyError::Parse(format!("EC private key (P-384): {e}")))?;
+        let spki = secret
+            .public_key()
+            .to_public_key_der()
+            .map_err(|e| KeyError::Backend(format!("SPKI encoding: {e}")))?
+            .into_vec();
+        Ok(P384Handle {
+            key: p384::ecdsa::SigningKey::from(secret),
+            spki,
+        })
+    }
+}
+
+impl KeyHandle for P384Handle {
+    fn algorithm(&self) -> KeyAlgorithm {
+        KeyAlgorithm::EcP384
+    }
+
+    fn public_key_der(&self) -> &[u8] {
+        &self.spki
+    }
+
+    fn private_op(
+        &self,
+        input: &[u8],
+        rng: &mut dyn CryptoRngCore,
+        out: &mut Vec<u8>,
+    ) -> Result<(), KeyError> {
+        use p384::ecdsa::signature::hazmat::RandomizedPrehashSigner;
+        if input.len() < 24 || input.len() > 64 {
+            return Err(KeyError::InvalidInput);
+        }
+        let sig: p384::ecdsa::Signature = self
+            .key
+            .sign_prehash_with_rng(&mut RngAdapter(rng), input)
+            .map_err(|e| KeyError::Backend(e.to_string()))?;
+        out.extend_from_slice(sig.to_der().as_bytes());
+        Ok(())
+    }
+
+    fn ecdh(&self, peer: &[u8], out: &mut Vec<u8>) -> Result<(), KeyError> {
+        if peer.len() != 97 || peer.first() != Some(&0x04) {
+            return Err(KeyError::InvalidInput);
+        }
+        let point = p384::PublicKey::from_sec1_bytes(peer).map_err(|_| KeyError::InvalidInput)?;
+        let scalar: &p384::Scalar = self.key.as_nonzero_scalar().as_ref();
+        let shared = (point.to_projective() * scalar).to_affine();
+        let x = Zeroizing::new(shared.x());
+        out.extend_from_slice(&x);
+        Ok(())
+    }
+}
+
+/// ECDH of a P-256 secret with an uncompressed peer point.
+pub(super) fn p256_ecdh(
+    secret: &p256::NonZeroScalar,
+    peer: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), KeyError> {
+    if peer.len() != 65 || peer.first() != Some(&0x04) {
+        return Err(KeyError::InvalidInput);
+    }
+    let point = p256::PublicKey::from_sec1_bytes(peer).map_err(|_| KeyError::InvalidInput)?;
+    let scalar: &p256::Scalar = secret.as_ref();
+    let shared = (point.to_projective() * scalar).to_affine();
+    let x = Zeroizing::new(shared.x());
+    out.extend_from_slice(&x);
+    Ok(())
+}
+
+/// Generates a key of `algorithm` and loads it back through the backend,
+/// so a generated key is checked exactly like a loaded one.
+pub(super) fn generate(
+    algorithm: KeyAlgorithm,
+    rng: &mut dyn CryptoRngCore,
+) -> Result<GeneratedKey, KeyError> {
+    let mut rng = RngAdapter(rng);
+    let encode = |e: pkcs8::Error| KeyError::Backend(format!("PKCS#8 encoding: {e}"));
+    let doc = match algorithm {
+        KeyAlgorithm::Rsa { bits } if matches!(bits, 1024 | 2048 | 3072 | 4096) => {
+            rsa::RsaPrivateKey::new(&mut rng, usize::from(bits))
+                .map_err(|e| KeyError::Backend(format!("RSA key generation: {e}")))?
+                .to_pkcs8_der()
+                .map_err(encode)?
+        }
+        KeyAlgorithm::EcP256 => p256::SecretKey::random(&mut rng)
+            .to_pkcs8_der()
+            .map_err(encode)?,
+        KeyAlgorithm::EcP384 => p384::SecretKey::random(&mut rng)
+            .to_pkcs8_der()
+            .map_err(encode)?,
+        other => return Err(KeyError::Unsupported(format!("generating {other} keys"))),
+    };
+    let pkcs8_der = Zeroizing::new(doc.as_bytes().to_vec());
+    let handle: Arc<dyn KeyHandle> = RustCrypto.load_pkcs8_der(&pkcs8_der)?;
+    Ok(GeneratedKey { handle, pkcs8_der })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::rand_core::SeedableRng;
+
+    fn rng() -> rand_chacha::ChaCha20Rng {
+        rand_chacha::ChaCha20Rng::seed_from_u64(9)
+    }
+
+    #[test]
+    fn p384_signs_a_hash_the_public_key_verifies() {
+        use p384::ecdsa::signature::hazmat::PrehashVerifier;
+        use spki::DecodePublicKey;
+        let key = generate(KeyAlgorithm::EcP384, &mut rng()).unwrap();
+        assert_eq!(key.handle.algorithm(), KeyAlgorithm::EcP384);
+        let mut sig = Vec::new();
+        key.handle
+            .private_op(&[0x5A; 48], &mut rng(), &mut sig)
+            .unwrap();
+        let public = p384::PublicKey::from_public_key_der(key.handle.public_key_der()).unwrap();
+        let verifier = p384::ecdsa::VerifyingKey::from(public);
+        let sig = p384::ecdsa::Signature::from_der(&sig).unwrap();
+        verifier.verify_prehash(&[0x5A; 48], &sig).unwrap();
+        assert_eq!(
+            key.handle.private_op(&[0; 16], &mut rng(), &mut Vec::new()),
+            Err(KeyError::InvalidInput)
+        );
+    }
+
+    #[test]
+    fn ecdh_agrees_with_the_peer_on_both_curves() {
+        use spki::DecodePublicKey;
+        let mut r = rng();
+        let ours = generate(KeyAlgorithm::EcP256, &mut r).unwrap();
+        let peer = p256::SecretKey::random(&mut r);
+        let peer_point = p256::EncodedPoint::from(peer.public_key());
+        let mut shared = Vec::new();
+        ours.handle
+            .ecdh(peer_point.as_bytes(), &mut shared)
+            .unwrap();
+        let our_public =
+            p256::PublicKey::from_public_key_der(ours.handle.public_key_der()).unwrap();
+        let want = (our_public.to_projective() * *peer.to_nonzero_scalar())
+            .to_affine()
+            .x();
+        assert_eq!(shared, want.to_vec());
+
+        let ours = generate(KeyAlgorithm::EcP384, &mut r).unwrap();
+        let peer = p384::SecretKey::random(&mut r);
+        let peer_point = p384::EncodedPoint::from(peer.public_key());
+        let mut shared = Vec::new();
+        ours.handle
+            .ecdh(peer_point.as_bytes(), &mut shared)
+            .unwrap();
+        let our_public =
+            p384::PublicKey::from_public_key_der(ours.handle.public_key_der()).unwrap();
+        let want = (our_public.to_projective() * *peer.to_nonzero_scalar())
+            .to_affine()
+            .x();
+        assert_eq!(shared, want.to_vec());
+
+        // Off-curve, compressed and wrong-length points are refused.
+        let mut bad = peer_point.as_bytes().to_vec();
+        bad[20] ^= 1;
+        assert_eq!(
+            ours.handle.ecdh(&bad, &mut Vec::new()),
+            Err(KeyError::InvalidInput)
+        );
+        assert_eq!(
+            ours.handle.ecdh(&bad[..49], &mut Vec::new()),
+            Err(KeyError::InvalidInput)
+        );
+    }
+
+    #[test]
+    fn generated_rsa_keys_do_the_raw_operation() {
+        let key = generate(KeyAlgorithm::Rsa { bits: 1024 }, &mut rng()).unwrap();
+        assert_eq!(key.handle.algorithm(), KeyAlgorithm::Rsa { bits: 1024 });
+        let mut out = Vec::new();
+        key.handle
+            .private_op(&[0x01; 128], &mut rng(), &mut out)
+            .unwrap();
+        assert_eq!(out.len(), 128);
+        assert!(generate(KeyAlgorithm::Rsa { bits: 1000 }, &mut rng()).is_err());
+        // The PKCS#8 loads back to the same public key.
+        let again = RustCrypto.load_pkcs8_der(&key.pkcs8_der).unwrap();
+        assert_eq!(again.public_key_der(), key.handle.public_key_der());
+    }
+}

@@ -1,0 +1,692 @@
+//! QEMU guest helpers: the cached guest image (Debian's kernel + a busybox
+//! initramfs with the host's pcscd, libccid and OpenSC), a running guest
+//! with its serial console captured, and the `@@VCAC <key> <value>` lines
+//! the guest's init prints.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// libccid's USB driver.
+pub const CCID_DRIVER: &str = "/usr/lib/pcsc/drivers/ifd-ccid.bundle/Contents/Linux/libccid.so";
+
+/// The workspace root.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// `CARGO_TARGET_DIR`, or the workspace's `target/`.
+pub fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace_root().join("target"))
+}
+
+fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Stdout of a command (empty when it cannot run).
+pub fn output(cmd: &str, args: &[&str]) -> String {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+/// The kernel package `linux-image-amd64` depends on.
+fn kernel_package() -> String {
+    output("apt-cache", &["depends", "linux-image-amd64"])
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Depends: ")
+                .filter(|p| {
+                    p.starts_with("linux-image-")
+                        && p.as_bytes().get(12).is_some_and(u8::is_ascii_digit)
+                })
+                .map(str::to_owned)
+        })
+        .expect("apt-cache knows no linux-image-amd64 (run apt-get update)")
+}
+
+/// A guest kernel and initramfs.
+#[derive(Clone, Debug)]
+pub struct GuestImage {
+    /// The kernel.
+    pub kernel: PathBuf,
+    /// The initramfs.
+    pub initrd: PathBuf,
+    /// True when it came from the cache.
+    pub cached: bool,
+}
+
+/// The usbredir test guest: `tests/qemu/build-guest.sh`'s image with an
+/// overlay archive (appended cpio: the kernel unpacks both) holding
+/// `tests/src/usbredir-init.sh` as `/init` and the xHCI modules. Cached in
+/// `TARGET/qemu-usbredir-guest/`, rebuilt when a script or a package
+/// changes.
+pub fn usbredir_guest_image() -> GuestImage {
+    let root = workspace_root();
+    let scripts = root.join("tests/qemu");
+    let init = root.join("tests/src/usbredir-init.sh");
+    let dir = target_dir().join("qemu-usbredir-guest");
+    std::fs::create_dir_all(&dir).unwrap();
+    let pkg = kernel_package();
+    let mut text = String::new();
+    for f in [
+        scripts.join("build-guest.sh"),
+        scripts.join("guest-init.sh"),
+        init.clone(),
+    ] {
+        text.push_str(&std::fs::read_to_string(&f).unwrap());
+    }
+    text.push_str(&output(
+        "dpkg-query",
+        &[
+            "-W",
+            "-f",
+            "${Package} ${Version}\n",
+            "pcscd",
+            "libccid",
+            "opensc",
+            "opensc-pkcs11",
+            "libpcsclite1",
+            "busybox-static",
+        ],
+    ));
+    text.push_str(&pkg);
+    let want = format!("{:016x}", fnv1a(text.as_bytes(), 0xcbf2_9ce4_8422_2325));
+    let kernel = dir.join("vmlinuz");
+    let initrd = dir.join("initramfs-usbredir.cpio");
+    let stamp = dir.join("stamp");
+    if kernel.exists()
+        && initrd.exists()
+        && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want)
+    {
+        return GuestImage {
+            kernel,
+            initrd,
+            cached: true,
+        };
+    }
+    let _ = std::fs::remove_file(&stamp);
+    // The kernel package, kept for both the base image and the overlay.
+    let deb = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{pkg}_")))
+        });
+    let deb = deb.unwrap_or_else(|| {
+        let out = Command::new("apt-get")
+            .args(["download", &pkg])
+            .current_dir(&dir)
+            .output()
+            .expect("run apt-get download");
+        assert!(
+            out.status.success(),
+            "apt-get download {pkg}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|e| e == "deb"))
+            .expect("the downloaded kernel package")
+    });
+    let out = Command::new("sh")
+        .arg(scripts.join("build-guest.sh"))
+        .arg(&dir)
+        .env("VCAC_GUEST_KERNEL_DEB", &deb)
+        .output()
+        .expect("run tests/qemu/build-guest.sh");
+    assert!(
+        out.status.success(),
+        "building the guest failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The overlay: /init and the xHCI modules.
+    let overlay = dir.join("overlay");
+    let _ = std::fs::remove_dir_all(&overlay);
+    std::fs::create_dir_all(overlay.join("modules")).unwrap();
+    let unpack = dir.join("unpack");
+    let _ = std::fs::remove_dir_all(&unpack);
+    std::fs::create_dir_all(&unpack).unwrap();
+    let script = format!(
+        "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' --wildcards \
+         './lib/modules/*/kernel/drivers/usb/host/xhci-hcd.ko' \
+         './lib/modules/*/kernel/drivers/usb/host/xhci-pci.ko' \
+         && find '{}' -name '*.ko' -exec cp {{}} '{}' \\;",
+        deb.display(),
+        unpack.display(),
+        unpack.display(),
+        overlay.join("modules").display()
+    );
+    let st = Command::new("sh").args(["-c", &script]).status().unwrap();
+    assert!(st.success(), "extracting the xHCI modules failed");
+    std::fs::copy(&init, overlay.join("init")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(overlay.join("init"), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
+    }
+    let cpio = Command::new("sh")
+        .args([
+            "-c",
+            "find . | sort | busybox cpio -o -H newc -R 0:0 2>/dev/null",
+        ])
+        .current_dir(&overlay)
+        .output()
+        .unwrap();
+    assert!(cpio.status.success() && !cpio.stdout.is_empty(), "cpio");
+    let mut image = std::fs::read(dir.join("initramfs.cpio")).unwrap();
+    while image.len() % 4 != 0 {
+        image.push(0);
+    }
+    image.extend_from_slice(&cpio.stdout);
+    std::fs::write(&initrd, image).unwrap();
+    let _ = std::fs::remove_dir_all(&overlay);
+    let _ = std::fs::remove_dir_all(&unpack);
+    std::fs::write(&stamp, &want).unwrap();
+    GuestImage {
+        kernel,
+        initrd,
+        cached: false,
+    }
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running QEMU guest; killed when dropped.
+pub struct Guest {
+    qemu: Child,
+    serial: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    started: Instant,
+}
+
+impl Guest {
+    /// Boots `image` with `machine_args` (machine, USB controller,
+    /// devices) and the kernel command line `append` (after the console
+    /// settings). The serial console is captured.
+    pub fn boot(image: &GuestImage, machine_args: &[String], append: &str) -> Guest {
+        Guest::boot_with_env(image, machine_args, append, &[])
+    }
+
+    /// [`Guest::boot`] with extra environment variables for QEMU (e.g.
+    /// `LD_LIBRARY_PATH` for a drop-in library).
+    pub fn boot_with_env(
+        image: &GuestImage,
+        machine_args: &[String],
+        append: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Guest {
+        let accel = std::env::var("VCAC_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
+        let mut qemu = Command::new("qemu-system-x86_64")
+            .envs(env.iter().copied())
+            .args(["-accel", &accel, "-smp", "2", "-m", "512"])
+            .args(machine_args)
+            .arg("-kernel")
+            .arg(&image.kernel)
+            .arg("-initrd")
+            .arg(&image.initrd)
+            .arg("-append")
+            .arg(format!("console=ttyS0 quiet loglevel=1 panic=-1 {append}"))
+            .args([
+                "-display",
+                "none",
+                "-serial",
+                "stdio",
+                "-monitor",
+                "none",
+                "-no-reboot",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start qemu-system-x86_64");
+        let serial = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        for (pipe, sink) in [
+            (
+                Box::new(qemu.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+                Arc::clone(&serial),
+            ),
+            (Box::new(qemu.stderr.take().unwrap()), Arc::clone(&stderr)),
+        ] {
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(pipe);
+                let mut line = Vec::new();
+                while r
+                    .read_until(b'\n', &mut line)
+                    .map(|n| n > 0)
+                    .unwrap_or(false)
+                {
+                    sink.lock()
+                        .unwrap()
+                        .push_str(&String::from_utf8_lossy(&line));
+                    line.clear();
+                }
+            });
+        }
+        Guest {
+            qemu,
+            serial,
+            stderr,
+            started: Instant::now(),
+        }
+    }
+
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.qemu.id()
+    }
+
+    /// The serial console so far.
+    pub fn serial(&self) -> String {
+        self.serial.lock().unwrap().clone()
+    }
+
+    /// QEMU's stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Time since boot.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Waits until the guest printed `@@VCAC <line>`; panics (with
+    /// `context()`) after `timeout` or if QEMU exits.
+    pub fn wait_line(&mut self, line: &str, timeout: Duration, context: impl Fn() -> String) {
+        let start = Instant::now();
+        loop {
+            if results(&self.serial())
+                .iter()
+                .any(|(k, v)| format!("{k} {v}").trim() == line)
+            {
+                return;
+            }
+            if results(&self.serial()).iter().any(|(k, _)| k == "fail") {
+                panic!(
+                    "the guest failed while we waited for \"{line}\"\n--- serial\n{}\n{}",
+                    self.serial(),
+                    context()
+                );
+            }
+            if let Ok(Some(st)) = self.qemu.try_wait() {
+                panic!(
+                    "QEMU exited ({st}) before \"{line}\"\n--- serial\n{}\n--- qemu\n{}\n{}",
+                    self.serial(),
+                    self.stderr(),
+                    context()
+                );
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "no \"{line}\" within {timeout:?}\n--- serial\n{}\n--- qemu\n{}\n{}",
+                self.serial(),
+                self.stderr(),
+                context()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for QEMU to exit (the guest powers off when done).
+    pub fn wait_exit(&mut self, timeout: Duration, context: impl Fn() -> String) {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.qemu.try_wait().unwrap() {
+                // Let the readers drain the pipes.
+                std::thread::sleep(Duration::from_millis(100));
+                assert!(
+                    st.success(),
+                    "qemu exited with {st}\n--- qemu\n{}",
+                    self.stderr()
+                );
+                return;
+            }
+            if start.elapsed() > timeout {
+                let _ = self.qemu.kill();
+                panic!(
+                    "the guest did not finish within {timeout:?}\n--- serial\n{}\n--- qemu\n{}\n{}",
+                    self.serial(),
+                    self.stderr(),
+                    context()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        let _ = self.qemu.kill();
+        let _ = self.qemu.wait();
+    }
+}
+
+/// A `vcac` child whose stdin stays open for commands; killed (SIGTERM,
+/// then SIGKILL) when dropped.
+pub struct VcacChild {
+    child: Child,
+    log: PathBuf,
+}
+
+impl VcacChild {
+    /// Starts `vcac ARGS`, logging to `log`.
+    pub fn spawn(args: &[&str], log: &Path) -> VcacChild {
+        let file = std::fs::File::create(log).unwrap();
+        let child = Command::new(crate::vcac_bin())
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .expect("start vcac");
+        VcacChild {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    /// Its output so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Types a command line on its standard input.
+    pub fn command(&mut self, line: &str) {
+        let stdin = self.child.stdin.as_mut().expect("vcac stdin");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for it to exit; its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "vcac did not exit within {timeout:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for VcacChild {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Decodes hex text.
+pub fn hex_decode(s: &str) -> Vec<u8> {
+    assert!(s.len() % 2 == 0, "odd hex: {s}");
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or_else(|_| panic!("bad hex: {s}")))
+        .collect()
+}
+
+/// The `@@VCAC` lines of a serial console, as (key, value).
+pub fn results(serial: &str) -> Vec<(String, String)> {
+    serial
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim_end_matches('\r');
+            let at = l.find("@@VCAC ")?;
+            let rest = &l[at + 7..];
+            let (k, v) = rest.split_once(' ').unwrap_or((rest, ""));
+            Some((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
+/// All values of `key` joined and hex-decoded.
+pub fn joined_hex(results: &[(String, String)], key: &str) -> Vec<u8> {
+    let hex: String = results
+        .iter()
+        .filter(|(k, _)| k == key)
+        .map(|(_, v)| v.trim())
+        .collect();
+    hex_decode(&hex)
+}
+
+/// The first value of `key`; panics with the console when missing.
+pub fn one<'a>(results: &'a [(String, String)], key: &str, serial: &str) -> &'a str {
+    results
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("the guest printed no \"{key}\":\n{serial}"))
+}
+
+/// Checks an RSA PKCS#1 v1.5 SHA-256 signature with openssl against the
+/// public key of the certificate `cert` (PEM).
+pub fn assert_rsa_signature(cert: &Path, data: &[u8], sig: &[u8], tmp: &Path) {
+    let d = tmp.join("verify.data");
+    let s = tmp.join("verify.sig");
+    let k = tmp.join("verify.pub.pem");
+    std::fs::write(&d, data).unwrap();
+    std::fs::write(&s, sig).unwrap();
+    crate::public_key_of(cert, &k);
+    let v = crate::openssl(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        k.to_str().unwrap(),
+        "-signature",
+        s.to_str().unwrap(),
+        d.to_str().unwrap(),
+    ]);
+    assert_eq!(String::from_utf8_lossy(&v.stdout).trim(), "Verified OK");
+}
+
+/// `base` with its `/init` replaced by `init`: an appended cpio (the
+/// kernel unpacks both, the later file wins), written to `out`.
+pub fn with_init(base: &GuestImage, init: &Path, out: &Path) -> GuestImage {
+    let overlay = tempfile::tempdir().unwrap();
+    std::fs::copy(init, overlay.path().join("init")).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            overlay.path().join("init"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let cpio = Command::new("sh")
+        .args([
+            "-c",
+            "find . | sort | busybox cpio -o -H newc -R 0:0 2>/dev/null",
+        ])
+        .current_dir(overlay.path())
+        .output()
+        .expect("run busybox cpio");
+    assert!(cpio.status.success() && !cpio.stdout.is_empty(), "cpio");
+    let mut image = std::fs::read(&base.initrd).unwrap();
+    while image.len() % 4 != 0 {
+        image.push(0);
+    }
+    image.extend_from_slice(&cpio.stdout);
+    std::fs::write(out, image).unwrap();
+    GuestImage {
+        kernel: base.kernel.clone(),
+        initrd: out.to_path_buf(),
+        cached: base.cached,
+    }
+}
+
+/// vcac's `libcacard.so.0`: `cargo build -p libcacard --release`, copied
+/// to `dir/libcacard.so.0` so that a concurrent build cannot swap it.
+pub fn libcacard_dropin(dir: &Path) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["build", "-q", "-p", "libcacard", "--release"])
+        .status()
+        .expect("run cargo build -p libcacard");
+    assert!(
+        status.success(),
+        "cargo build -p libcacard --release failed"
+    );
+    let built = target_dir().join("release/libcacard.so");
+    let copy = dir.join("libcacard.so.0");
+    std::fs::copy(&built, &copy).unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
+    copy
+}
+
+/// A QMP client on QEMU's `-qmp unix:PATH,server=on,wait=off` socket.
+/// Every read is bounded by the socket's read timeout.
+pub struct Qmp {
+    reader: BufReader<std::os::unix::net::UnixStream>,
+    writer: std::os::unix::net::UnixStream,
+    /// Events received so far, one JSON object a line.
+    pub events: Vec<String>,
+}
+
+impl Qmp {
+    /// Connects (retrying until `timeout`) and leaves capabilities
+    /// negotiation mode.
+    pub fn connect(path: &Path, timeout: Duration) -> Qmp {
+        let start = Instant::now();
+        let stream = loop {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(e) => {
+                    assert!(
+                        start.elapsed() < timeout,
+                        "no QMP socket at {} within {timeout:?}: {e}",
+                        path.display()
+                    );
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut qmp = Qmp {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            writer: stream,
+            events: Vec::new(),
+        };
+        let greeting = qmp.line();
+        assert!(greeting.contains("\"QMP\""), "QMP greeting: {greeting}");
+        let r = qmp.execute(r#"{"execute":"qmp_capabilities"}"#);
+        assert!(r.contains("\"return\""), "qmp_capabilities: {r}");
+        qmp
+    }
+
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .unwrap_or_else(|e| panic!("reading QMP: {e}"));
+        assert!(n > 0, "QEMU closed the QMP socket");
+        line
+    }
+
+    /// Sends one command (a JSON object) and returns QEMU's answer (the
+    /// line with "return" or "error"); events read meanwhile are kept.
+    pub fn execute(&mut self, command: &str) -> String {
+        self.writer.write_all(command.as_bytes()).unwrap();
+        self.writer.write_all(b"\n").unwrap();
+        self.writer.flush().unwrap();
+        loop {
+            let line = self.line();
+            if line.contains("\"event\"") {
+                self.events.push(line);
+            } else if line.contains("\"return\"") || line.contains("\"error\"") {
+                return line;
+            }
+        }
+    }
+
+    /// [`Qmp::execute`] that must return (no "error").
+    pub fn ok(&mut self, command: &str) -> String {
+        let r = self.execute(command);
+        assert!(
+            r.contains("\"return\"") && !r.contains("\"error\""),
+            "QMP {command}: {r}"
+        );
+        r
+    }
+
+    /// Waits (up to `timeout`) for an event named `name` whose line
+    /// contains `with`; returns it.
+    pub fn wait_event(&mut self, name: &str, with: &str, timeout: Duration) -> String {
+        let start = Instant::now();
+        let wanted = format!("\"event\": \"{name}\"");
+        let matches = |l: &str| {
+            (l.contains(&wanted) || l.contains(&wanted.replace(' ', ""))) && l.contains(with)
+        };
+        loop {
+            if let Some(e) = self.events.iter().find(|l| matches(l)) {
+                return e.clone();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "no QMP event {name} ({with}) within {timeout:?}; events: {:?}",
+                self.events
+            );
+            let line = self.line();
+            if line.contains("\"event\"") {
+                self.events.push(line);
+            }
+        }
+    }
+}

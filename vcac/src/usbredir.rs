@@ -1,0 +1,418 @@
+//! `vcac usbredir`: our CCID reader on the guest's own USB bus, through
+//! QEMU's `-device usb-redir` (no usb-ccid, no smart-card code in QEMU).
+//! Also home of the `--pinpad` sources `vcac ccid-serial` shares.
+
+use std::io::{BufRead, Read, Write};
+use std::net::{TcpListener, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ccid::device::{
+    pinpad::{Deny, FixedPins, NoEntry},
+    CcidDevice, DeviceConfig, PinEntry, PinEntryError, PinOperation, PinPad, PinSource, MAX_SLOTS,
+};
+use ccid::usbredir::tcp;
+use signal_hook::consts::{SIGUSR1, SIGUSR2};
+use vcac_sources::{dir as card_dir, embedded};
+use vreader::{ReaderError, ReaderId, ReaderSet};
+
+/// Where `--pinpad` takes PINs from.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PinpadMode {
+    /// The card's own PIN (card.toml), typed for the user.
+    Auto,
+    /// Prompt on the terminal (/dev/tty), without echo.
+    Stdin,
+    /// A user who presses Cancel (CCID bError EF).
+    Deny,
+    /// A user who types nothing (CCID bError F0).
+    Timeout,
+}
+
+/// Asks on the controlling terminal with echo off.
+struct TerminalPin {
+    lock: Mutex<()>,
+}
+
+impl TerminalPin {
+    fn ask(prompt: &str) -> Result<String, PinEntryError> {
+        let mut tty = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .map_err(|_| PinEntryError::Cancelled)?;
+        let stty = |arg: &str| {
+            std::fs::File::open("/dev/tty").ok().map(|t| {
+                std::process::Command::new("stty")
+                    .arg(arg)
+                    .stdin(t)
+                    .status()
+            })
+        };
+        let _ = stty("-echo");
+        let _ = write!(tty, "{prompt}");
+        let _ = tty.flush();
+        let mut line = String::new();
+        let read = std::io::BufReader::new(&mut tty)
+            .take(64)
+            .read_line(&mut line);
+        let _ = stty("echo");
+        let _ = writeln!(tty);
+        match read {
+            Ok(0) | Err(_) => Err(PinEntryError::Cancelled),
+            Ok(_) => {
+                let pin = line.trim_end_matches(['\r', '\n']).to_owned();
+                if pin.is_empty() {
+                    Err(PinEntryError::Cancelled)
+                } else {
+                    Ok(pin)
+                }
+            }
+        }
+    }
+}
+
+impl PinSource for TerminalPin {
+    fn pin(
+        &self,
+        slot: u8,
+        operation: PinOperation,
+        _timeout_s: u8,
+    ) -> Result<PinEntry, PinEntryError> {
+        let _one_at_a_time = self.lock.lock();
+        match operation {
+            PinOperation::Verify => Ok(PinEntry {
+                pin: Self::ask(&format!("vcac pinpad, slot {slot}: PIN (empty cancels): "))?,
+                new_pin: None,
+            }),
+            PinOperation::Modify => {
+                let pin = Self::ask(&format!("vcac pinpad, slot {slot}: current PIN: "))?;
+                let new_pin = Self::ask(&format!("vcac pinpad, slot {slot}: new PIN: "))?;
+                Ok(PinEntry {
+                    pin,
+                    new_pin: Some(new_pin),
+                })
+            }
+        }
+    }
+}
+
+/// The PIN pad for `mode`; `pins` are the cards' PINs by slot (for auto).
+pub(crate) fn pinpad(mode: Option<PinpadMode>, pins: Vec<String>) -> Option<PinPad> {
+    Some(match mode? {
+        PinpadMode::Auto => PinPad::new(FixedPins(pins)),
+        PinpadMode::Stdin => PinPad::new(TerminalPin {
+            lock: Mutex::new(()),
+        }),
+        PinpadMode::Deny => PinPad::new(Deny),
+        PinpadMode::Timeout => PinPad::new(NoEntry),
+    })
+}
+
+/// Options of `vcac usbredir`.
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("peer").required(true).args(["connect", "listen"])))]
+pub(crate) struct Args {
+    /// Address of QEMU's usb-redir chardev when QEMU listens (`-chardev
+    /// socket,server=on,wait=off,host=H,port=P,id=ur -device
+    /// usb-redir,chardev=ur`); reconnects while QEMU restarts.
+    #[arg(long, value_name = "HOST:PORT")]
+    connect: Option<String>,
+    /// Listen here and wait for QEMU to connect (`-chardev
+    /// socket,host=H,port=P,reconnect=1,id=ur`).
+    #[arg(long, value_name = "HOST:PORT")]
+    listen: Option<String>,
+    /// A card directory (card.toml, certificates, keys); repeat for more
+    /// cards, one slot each. Default: the embedded default card.
+    #[arg(long = "card", value_name = "DIR")]
+    cards: Vec<PathBuf>,
+    /// Slots of the reader (1-8; default: one per card). Slots beyond the
+    /// cards start empty.
+    #[arg(long, value_name = "N")]
+    slots: Option<usize>,
+    /// A virtual PIN pad (bPINSupport: verify + modify): PINs from the
+    /// card's card.toml (auto), the terminal (stdin), or a user who
+    /// cancels (deny) or types nothing (timeout).
+    #[arg(long, value_enum, value_name = "SOURCE")]
+    pinpad: Option<PinpadMode>,
+    /// Do not read commands from standard input.
+    #[arg(long)]
+    no_stdin: bool,
+    /// The reader's USB VID:PID (hex). The default, 08E6:4433, is in
+    /// libccid's list (QEMU's usb-ccid uses it too).
+    #[arg(long, value_name = "VVVV:PPPP", default_value = "08E6:4433", value_parser = parse_vid_pid)]
+    vid_pid: (u16, u16),
+    /// Key backend for the cards' private keys.
+    #[arg(long, value_enum, default_value_t = crate::Backend::Rustcrypto)]
+    backend: crate::Backend,
+}
+
+fn parse_vid_pid(s: &str) -> Result<(u16, u16), String> {
+    let (v, p) = s
+        .split_once(':')
+        .ok_or_else(|| format!("\"{s}\": expected VVVV:PPPP"))?;
+    let hex = |x: &str| {
+        u16::from_str_radix(x, 16).map_err(|_| format!("\"{x}\" is not a 16-bit hex number"))
+    };
+    Ok((hex(v)?, hex(p)?))
+}
+
+const HELP: &str = "commands: remove [N] | insert [N] | list | exit   (N: slot, default 0)";
+
+pub(crate) fn run(args: Args) -> Result<(), String> {
+    enum Peer {
+        Connect(String),
+        Listen(TcpListener),
+    }
+    let peer = match (&args.connect, &args.listen) {
+        (Some(addr), _) => {
+            addr.to_socket_addrs()
+                .map_err(|e| format!("--connect {addr}: {e}"))?;
+            Peer::Connect(addr.clone())
+        }
+        (None, Some(addr)) => {
+            Peer::Listen(TcpListener::bind(addr).map_err(|e| format!("--listen {addr}: {e}"))?)
+        }
+        (None, None) => return Err("--connect or --listen is required".into()),
+    };
+    let stop = crate::stop_on_signals()?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGUSR2])
+        .map_err(|e| format!("cannot install signal handler: {e}"))?;
+
+    let card_count = args.cards.len().max(1);
+    let slots = args.slots.unwrap_or(card_count);
+    if slots == 0 || slots > MAX_SLOTS {
+        return Err(format!(
+            "--slots {slots}: a reader has 1 to {MAX_SLOTS} slots"
+        ));
+    }
+    if card_count > slots {
+        return Err(format!("{card_count} cards do not fit {slots} slot(s)"));
+    }
+    let backend = crate::key_backend(args.backend)?;
+    let set = Arc::new(ReaderSet::new());
+    let readers = (0..slots)
+        .map(|i| set.add_reader(&format!("vcac usbredir slot {i}")))
+        .collect::<Result<Vec<ReaderId>, _>>()
+        .map_err(|e| e.to_string())?;
+    let mut pins = Vec::new();
+    let mut stdout = std::io::stdout().lock();
+    if args.cards.is_empty() {
+        let card = embedded::default_card(backend.as_ref(), rand_core::OsRng)
+            .map_err(|e| format!("embedded default card: {e}"))?;
+        let pin = certs_fixtures::default_card::PIN.to_owned();
+        let _ = writeln!(
+            stdout,
+            "vcac: slot 0 holds the embedded default card (serial {}); PIN {pin}",
+            hex(card.card_id())
+        );
+        pins.push(pin);
+        let first = *readers.first().ok_or("no slot")?;
+        set.insert_card(first, card).map_err(|e| e.to_string())?;
+    }
+    for (dir, &reader) in args.cards.iter().zip(&readers) {
+        let card =
+            card_dir::load(dir, backend.as_ref(), rand_core::OsRng).map_err(|e| e.to_string())?;
+        let pin = card_dir::pin_of(dir).unwrap_or_default();
+        let _ = writeln!(
+            stdout,
+            "vcac: slot {} holds card {} (serial {}); PIN {pin}",
+            reader.0,
+            dir.display(),
+            hex(card.card_id())
+        );
+        pins.push(pin);
+        set.insert_card(reader, card).map_err(|e| e.to_string())?;
+    }
+    let (vendor_id, product_id) = args.vid_pid;
+    let config = DeviceConfig {
+        vendor_id,
+        product_id,
+        device_release: 0x0100,
+        product: "vcac usbredir CCID".into(),
+        serial_number: "0001".into(),
+        pinpad: pinpad(args.pinpad, pins),
+        ..DeviceConfig::default()
+    };
+    config
+        .validate(readers.len())
+        .map_err(|e| format!("reader: {e}"))?;
+    let how = match &peer {
+        Peer::Connect(addr) => format!("connecting to QEMU's usb-redir at {addr}"),
+        Peer::Listen(l) => match l.local_addr() {
+            Ok(a) => format!("waiting for QEMU's usb-redir on {a}"),
+            Err(e) => return Err(format!("--listen: {e}")),
+        },
+    };
+    let _ = writeln!(
+        stdout,
+        "vcac: USB CCID reader {vendor_id:04X}:{product_id:04X}, {slots} slot(s){}; {how}; {HELP}; \
+         SIGUSR1 removes the cards, SIGUSR2 inserts them; Ctrl-C unplugs and stops",
+        if config.pinpad.is_some() {
+            ", PIN pad"
+        } else {
+            ""
+        }
+    );
+    let _ = stdout.flush();
+    drop(stdout);
+
+    let signal_handle = signals.handle();
+    let signal_thread = {
+        let set = Arc::clone(&set);
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    let insert = sig == SIGUSR2;
+                    for r in set.list() {
+                        let result = if insert {
+                            set.force_insert(r.id)
+                        } else {
+                            set.force_remove(r.id)
+                        };
+                        match result {
+                            Ok(()) => log::info!(
+                                "slot {}: card {}",
+                                r.id.0,
+                                if insert { "inserted" } else { "removed" }
+                            ),
+                            Err(e) => log::info!("{e}"),
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start a thread: {e}"))?
+    };
+    if !args.no_stdin {
+        let set = Arc::clone(&set);
+        let stop = Arc::clone(&stop);
+        // Not joined: it may sit in a blocking read of stdin at exit.
+        std::thread::Builder::new()
+            .name("stdin".into())
+            .spawn(move || read_commands(&set, &stop))
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+    }
+
+    let make_device = || CcidDevice::new(config.clone(), &set, &readers);
+    let options = tcp::Options::default();
+    let result = match peer {
+        Peer::Connect(addr) => tcp::connect(&addr, make_device, &stop, &options)
+            .map_err(|e| format!("--connect {addr}: {e}")),
+        Peer::Listen(listener) => tcp::listen(listener, make_device, &stop, &options)
+            .map_err(|e| format!("--listen: {e}")),
+    };
+    signal_handle.close();
+    let _ = signal_thread.join();
+    result?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// A command typed on standard input.
+#[derive(Debug, PartialEq, Eq)]
+enum Command {
+    Remove(u32),
+    Insert(u32),
+    List,
+    Exit,
+    Help,
+    Bad(String),
+}
+
+fn parse_command(line: &str) -> Option<Command> {
+    let mut words = line.split_whitespace();
+    let verb = words.next()?;
+    let slot = words.next().map(|n| {
+        n.parse::<u32>()
+            .map_err(|_| format!("bad slot number \"{n}\""))
+    });
+    if words.next().is_some() {
+        return Some(Command::Bad("too many words".into()));
+    }
+    Some(match (verb, slot.unwrap_or(Ok(0))) {
+        ("remove", Ok(n)) => Command::Remove(n),
+        ("insert", Ok(n)) => Command::Insert(n),
+        ("remove" | "insert", Err(e)) => Command::Bad(e),
+        ("list", _) => Command::List,
+        ("exit" | "quit", _) => Command::Exit,
+        ("help" | "?", _) => Command::Help,
+        (other, _) => Command::Bad(format!("unknown command \"{other}\"")),
+    })
+}
+
+fn outcome(result: Result<(), ReaderError>, n: u32, what: &str) -> String {
+    match result {
+        Ok(()) => format!("slot {n}: card {what}"),
+        Err(e) => format!("slot {n}: {e}"),
+    }
+}
+
+fn read_commands(set: &ReaderSet, stop: &AtomicBool) {
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match stdin.lock().take(1024).read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let reply = match parse_command(&line) {
+            None => continue,
+            Some(Command::Remove(n)) => outcome(set.force_remove(ReaderId(n)), n, "removed"),
+            Some(Command::Insert(n)) => outcome(set.force_insert(ReaderId(n)), n, "inserted"),
+            Some(Command::List) => set
+                .list()
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{:3} {} {}",
+                        r.id.0,
+                        if r.card_present {
+                            "CARD_PRESENT"
+                        } else {
+                            "            "
+                        },
+                        r.name
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Some(Command::Exit) => {
+                stop.store(true, Ordering::Relaxed);
+                "unplugging and exiting".into()
+            }
+            Some(Command::Help) => HELP.into(),
+            Some(Command::Bad(e)) => format!("{e}; {HELP}"),
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{reply}");
+        let _ = out.flush();
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02X}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_and_vid_pid() {
+        assert_eq!(parse_command("remove 1\n"), Some(Command::Remove(1)));
+        assert_eq!(parse_command("insert"), Some(Command::Insert(0)));
+        assert_eq!(parse_command("exit"), Some(Command::Exit));
+        assert_eq!(parse_command("  "), None);
+        assert!(matches!(parse_command("insert x"), Some(Command::Bad(_))));
+        assert_eq!(parse_vid_pid("08E6:4433"), Ok((0x08E6, 0x4433)));
+        assert_eq!(parse_vid_pid("1050:0407"), Ok((0x1050, 0x0407)));
+        assert!(parse_vid_pid("08E6").is_err());
+        assert!(parse_vid_pid("08E6:XYZ").is_err());
+    }
+}
