@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod ccid_serial;
+mod console;
 mod hostcards;
 mod import;
 mod inspect;

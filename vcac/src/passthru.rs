@@ -1,17 +1,17 @@
 //! `vcac passthru`: the cards go to QEMU's `ccid-card-passthru` over
 //! VSCard (what libcacard's `vscclient` did).
 
-use std::io::{BufRead, Read, Write};
+use std::io::Write;
 use std::net::{TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::Arc;
 
 use cac::keys::KeyBackend;
 use ccid::vscard::connect;
 use signal_hook::consts::{SIGUSR1, SIGUSR2};
 use vcac_sources::{dir as card_dir, embedded};
-use vreader::{ReaderError, ReaderId, ReaderSet};
+use vreader::ReaderSet;
 
 /// Options of `vcac passthru`.
 #[derive(clap::Args, Debug)]
@@ -163,7 +163,17 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         // Not joined: it may sit in a blocking read of stdin at exit.
         std::thread::Builder::new()
             .name("stdin".into())
-            .spawn(move || read_commands(&set, &stop))
+            .spawn(move || {
+                crate::console::read_commands(
+                    &set,
+                    &stop,
+                    &crate::console::Console {
+                        unit: "reader",
+                        help: HELP,
+                        exit_reply: "exiting",
+                    },
+                )
+            })
             .map_err(|e| format!("cannot start a thread: {e}"))?;
     }
 
@@ -201,109 +211,4 @@ fn load_cards(dirs: &[PathBuf], backend: &dyn KeyBackend) -> Result<Vec<Loaded>,
             Ok((format!("card {}", dir.display()), card, pin))
         })
         .collect()
-}
-
-/// A command typed on standard input.
-#[derive(Debug, PartialEq, Eq)]
-enum Command {
-    Remove(u32),
-    Insert(u32),
-    List,
-    Exit,
-    Help,
-    Bad(String),
-}
-
-fn parse_command(line: &str) -> Option<Command> {
-    let mut words = line.split_whitespace();
-    let verb = words.next()?;
-    let reader = match words.next() {
-        None => Ok(0),
-        Some(n) => n
-            .parse::<u32>()
-            .map_err(|_| format!("bad reader number \"{n}\"")),
-    };
-    if words.next().is_some() {
-        return Some(Command::Bad("too many words".into()));
-    }
-    Some(match (verb, reader) {
-        ("remove", Ok(n)) => Command::Remove(n),
-        ("insert", Ok(n)) => Command::Insert(n),
-        ("remove" | "insert", Err(e)) => Command::Bad(e),
-        ("list", _) => Command::List,
-        ("exit" | "quit", _) => Command::Exit,
-        ("help" | "?", _) => Command::Help,
-        (other, _) => Command::Bad(format!("unknown command \"{other}\"")),
-    })
-}
-
-fn read_commands(set: &ReaderSet, stop: &AtomicBool) {
-    let stdin = std::io::stdin();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        // Bounded: a line longer than this is not a command.
-        match stdin.lock().take(1024).read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let reply = match parse_command(&line) {
-            None => continue,
-            Some(Command::Remove(n)) => outcome(set.force_remove(ReaderId(n)), n, "removed"),
-            Some(Command::Insert(n)) => outcome(set.force_insert(ReaderId(n)), n, "inserted"),
-            Some(Command::List) => set
-                .list()
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{:3} {} {}",
-                        r.id.0,
-                        if r.card_present {
-                            "CARD_PRESENT"
-                        } else {
-                            "            "
-                        },
-                        r.name
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
-            Some(Command::Exit) => {
-                stop.store(true, Ordering::Relaxed);
-                "exiting".into()
-            }
-            Some(Command::Help) => HELP.into(),
-            Some(Command::Bad(e)) => format!("{e}; {HELP}"),
-        };
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{reply}");
-        let _ = out.flush();
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-    }
-}
-
-fn outcome(result: Result<(), ReaderError>, n: u32, what: &str) -> String {
-    match result {
-        Ok(()) => format!("reader {n}: card {what}"),
-        Err(e) => format!("reader {n}: {e}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands() {
-        assert_eq!(parse_command("remove\n"), Some(Command::Remove(0)));
-        assert_eq!(parse_command("  insert 2 "), Some(Command::Insert(2)));
-        assert_eq!(parse_command("list"), Some(Command::List));
-        assert_eq!(parse_command("quit"), Some(Command::Exit));
-        assert_eq!(parse_command(""), None);
-        assert!(matches!(parse_command("remove x"), Some(Command::Bad(_))));
-        assert!(matches!(parse_command("remove 1 2"), Some(Command::Bad(_))));
-        assert!(matches!(parse_command("eject"), Some(Command::Bad(_))));
-    }
 }

@@ -5,7 +5,7 @@
 use std::io::{BufRead, Read, Write};
 use std::net::{TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::{Arc, Mutex};
 
 use ccid::device::{
@@ -15,7 +15,7 @@ use ccid::device::{
 use ccid::usbredir::tcp;
 use signal_hook::consts::{SIGUSR1, SIGUSR2};
 use vcac_sources::{dir as card_dir, embedded};
-use vreader::{ReaderError, ReaderId, ReaderSet};
+use vreader::{ReaderId, ReaderSet};
 
 /// Where `--pinpad` takes PINs from.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -291,7 +291,17 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         // Not joined: it may sit in a blocking read of stdin at exit.
         std::thread::Builder::new()
             .name("stdin".into())
-            .spawn(move || read_commands(&set, &stop))
+            .spawn(move || {
+                crate::console::read_commands(
+                    &set,
+                    &stop,
+                    &crate::console::Console {
+                        unit: "slot",
+                        help: HELP,
+                        exit_reply: "unplugging and exiting",
+                    },
+                )
+            })
             .map_err(|e| format!("cannot start a thread: {e}"))?;
     }
 
@@ -310,91 +320,6 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
     Ok(())
 }
 
-/// A command typed on standard input.
-#[derive(Debug, PartialEq, Eq)]
-enum Command {
-    Remove(u32),
-    Insert(u32),
-    List,
-    Exit,
-    Help,
-    Bad(String),
-}
-
-fn parse_command(line: &str) -> Option<Command> {
-    let mut words = line.split_whitespace();
-    let verb = words.next()?;
-    let slot = words.next().map(|n| {
-        n.parse::<u32>()
-            .map_err(|_| format!("bad slot number \"{n}\""))
-    });
-    if words.next().is_some() {
-        return Some(Command::Bad("too many words".into()));
-    }
-    Some(match (verb, slot.unwrap_or(Ok(0))) {
-        ("remove", Ok(n)) => Command::Remove(n),
-        ("insert", Ok(n)) => Command::Insert(n),
-        ("remove" | "insert", Err(e)) => Command::Bad(e),
-        ("list", _) => Command::List,
-        ("exit" | "quit", _) => Command::Exit,
-        ("help" | "?", _) => Command::Help,
-        (other, _) => Command::Bad(format!("unknown command \"{other}\"")),
-    })
-}
-
-fn outcome(result: Result<(), ReaderError>, n: u32, what: &str) -> String {
-    match result {
-        Ok(()) => format!("slot {n}: card {what}"),
-        Err(e) => format!("slot {n}: {e}"),
-    }
-}
-
-fn read_commands(set: &ReaderSet, stop: &AtomicBool) {
-    let stdin = std::io::stdin();
-    let mut line = String::new();
-    loop {
-        line.clear();
-        match stdin.lock().take(1024).read_line(&mut line) {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let reply = match parse_command(&line) {
-            None => continue,
-            Some(Command::Remove(n)) => outcome(set.force_remove(ReaderId(n)), n, "removed"),
-            Some(Command::Insert(n)) => outcome(set.force_insert(ReaderId(n)), n, "inserted"),
-            Some(Command::List) => set
-                .list()
-                .iter()
-                .map(|r| {
-                    format!(
-                        "{:3} {} {}",
-                        r.id.0,
-                        if r.card_present {
-                            "CARD_PRESENT"
-                        } else {
-                            "            "
-                        },
-                        r.name
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n"),
-            Some(Command::Exit) => {
-                stop.store(true, Ordering::Relaxed);
-                "unplugging and exiting".into()
-            }
-            Some(Command::Help) => HELP.into(),
-            Some(Command::Bad(e)) => format!("{e}; {HELP}"),
-        };
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{reply}");
-        let _ = out.flush();
-        if stop.load(Ordering::Relaxed) {
-            return;
-        }
-    }
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
@@ -404,12 +329,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn commands_and_vid_pid() {
-        assert_eq!(parse_command("remove 1\n"), Some(Command::Remove(1)));
-        assert_eq!(parse_command("insert"), Some(Command::Insert(0)));
-        assert_eq!(parse_command("exit"), Some(Command::Exit));
-        assert_eq!(parse_command("  "), None);
-        assert!(matches!(parse_command("insert x"), Some(Command::Bad(_))));
+    fn vid_pid() {
         assert_eq!(parse_vid_pid("08E6:4433"), Ok((0x08E6, 0x4433)));
         assert_eq!(parse_vid_pid("1050:0407"), Ok((0x1050, 0x0407)));
         assert!(parse_vid_pid("08E6").is_err());

@@ -1,0 +1,132 @@
+//! The run-time commands `passthru` and `usbredir` take on standard input:
+//! `remove [N]`, `insert [N]`, `list`, `exit`, `help`.
+
+use std::io::{BufRead, Read, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use vreader::{ReaderError, ReaderId, ReaderSet};
+
+/// How one command names what it acts on, and what it says.
+pub(crate) struct Console {
+    /// "reader" or "slot": in replies and errors.
+    pub(crate) unit: &'static str,
+    /// The help line.
+    pub(crate) help: &'static str,
+    /// The reply to `exit`.
+    pub(crate) exit_reply: &'static str,
+}
+
+/// A command typed on standard input.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Command {
+    Remove(u32),
+    Insert(u32),
+    List,
+    Exit,
+    Help,
+    Bad(String),
+}
+
+/// Parses one line; `None` for a blank one. N defaults to 0.
+pub(crate) fn parse_command(line: &str, unit: &str) -> Option<Command> {
+    let mut words = line.split_whitespace();
+    let verb = words.next()?;
+    let index = match words.next() {
+        None => Ok(0),
+        Some(n) => n
+            .parse::<u32>()
+            .map_err(|_| format!("bad {unit} number \"{n}\"")),
+    };
+    if words.next().is_some() {
+        return Some(Command::Bad("too many words".into()));
+    }
+    Some(match (verb, index) {
+        ("remove", Ok(n)) => Command::Remove(n),
+        ("insert", Ok(n)) => Command::Insert(n),
+        ("remove" | "insert", Err(e)) => Command::Bad(e),
+        ("list", _) => Command::List,
+        ("exit" | "quit", _) => Command::Exit,
+        ("help" | "?", _) => Command::Help,
+        (other, _) => Command::Bad(format!("unknown command \"{other}\"")),
+    })
+}
+
+/// Answers commands from standard input until it closes or `exit` (which
+/// sets `stop`).
+pub(crate) fn read_commands(set: &ReaderSet, stop: &AtomicBool, console: &Console) {
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        // Bounded: a line longer than this is not a command.
+        match stdin.lock().take(1024).read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let outcome = |result: Result<(), ReaderError>, n: u32, what: &str| match result {
+            Ok(()) => format!("{} {n}: card {what}", console.unit),
+            Err(e) => format!("{} {n}: {e}", console.unit),
+        };
+        let reply = match parse_command(&line, console.unit) {
+            None => continue,
+            Some(Command::Remove(n)) => outcome(set.force_remove(ReaderId(n)), n, "removed"),
+            Some(Command::Insert(n)) => outcome(set.force_insert(ReaderId(n)), n, "inserted"),
+            Some(Command::List) => set
+                .list()
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{:3} {} {}",
+                        r.id.0,
+                        if r.card_present {
+                            "CARD_PRESENT"
+                        } else {
+                            "            "
+                        },
+                        r.name
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+            Some(Command::Exit) => {
+                stop.store(true, Ordering::Relaxed);
+                console.exit_reply.into()
+            }
+            Some(Command::Help) => console.help.into(),
+            Some(Command::Bad(e)) => format!("{e}; {}", console.help),
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{reply}");
+        let _ = out.flush();
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands() {
+        let p = |l| parse_command(l, "reader");
+        assert_eq!(p("remove\n"), Some(Command::Remove(0)));
+        assert_eq!(p("  insert 2 "), Some(Command::Insert(2)));
+        assert_eq!(p("list"), Some(Command::List));
+        assert_eq!(p("quit"), Some(Command::Exit));
+        assert_eq!(p("exit"), Some(Command::Exit));
+        assert_eq!(p(""), None);
+        assert_eq!(p("  "), None);
+        assert_eq!(
+            p("remove x"),
+            Some(Command::Bad("bad reader number \"x\"".into()))
+        );
+        assert_eq!(
+            parse_command("insert x", "slot"),
+            Some(Command::Bad("bad slot number \"x\"".into()))
+        );
+        assert!(matches!(p("remove 1 2"), Some(Command::Bad(_))));
+        assert!(matches!(p("eject"), Some(Command::Bad(_))));
+    }
+}
