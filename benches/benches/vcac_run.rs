@@ -13,6 +13,9 @@
 //!
 //! Under `cargo test --benches` it runs one round of each, as a smoke
 //! test. It fails (never skips) without pcscd or vsmartcard-vpcd.
+#![forbid(unsafe_code)]
+// A bench driver: a failed setup step is a failed run, with its message.
+#![allow(clippy::expect_used, clippy::panic, missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -30,6 +30,7 @@
 )]
 
 pub mod device;
+mod net;
 pub mod serial;
 pub mod usbredir;
 pub mod vpcd;

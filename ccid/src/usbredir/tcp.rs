@@ -33,6 +33,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::net::{connect_any, sleep_unless};
+
 use super::{Event, UsbRedirHost};
 use crate::device::{CcidDevice, DeviceError};
 
@@ -157,27 +159,6 @@ pub fn listen(
         }
     }
     Ok(())
-}
-
-fn sleep_unless(stop: &AtomicBool, total: Duration) {
-    let step = Duration::from_millis(20);
-    let mut left = total;
-    while !left.is_zero() && !stop.load(Ordering::Relaxed) {
-        let d = left.min(step);
-        std::thread::sleep(d);
-        left = left.saturating_sub(d);
-    }
-}
-
-fn connect_any(addrs: &[SocketAddr], timeout: Duration) -> io::Result<TcpStream> {
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-    for a in addrs {
-        match TcpStream::connect_timeout(a, timeout) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
 }
 
 fn quiet(e: &io::Error) -> bool {

@@ -34,6 +34,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::net::{connect_any, sleep_unless};
+
 use vreader::ReaderSet;
 
 use super::client::{Client, ClientEvent};
@@ -99,7 +101,7 @@ pub fn run_with(
     let mut backoff = options.backoff_min;
     let mut announced_wait = false;
     while !stop.load(Ordering::Relaxed) {
-        match connect(&addrs, options.connect_timeout) {
+        match connect_any(&addrs, options.connect_timeout) {
             Ok(stream) => {
                 log::info!("connected to the VSCard host at {addr}");
                 announced_wait = false;
@@ -173,27 +175,6 @@ pub fn listen_with(
         }
     }
     Ok(Ended::Stopped)
-}
-
-fn sleep_unless(stop: &AtomicBool, total: Duration) {
-    let step = Duration::from_millis(20);
-    let mut left = total;
-    while !left.is_zero() && !stop.load(Ordering::Relaxed) {
-        let d = left.min(step);
-        std::thread::sleep(d);
-        left = left.saturating_sub(d);
-    }
-}
-
-fn connect(addrs: &[SocketAddr], timeout: Duration) -> io::Result<TcpStream> {
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-    for a in addrs {
-        match TcpStream::connect_timeout(a, timeout) {
-            Ok(s) => return Ok(s),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
 }
 
 /// One connection. `Ok(greeted)` when the host closed it (or `stop`),
