@@ -567,3 +567,50 @@ fn server_drops_hostile_clients_and_keeps_serving() {
         &format!("card inserted 0 {ATR_HEX}"),
     ]);
 }
+
+#[test]
+fn vcac_passthru_records_what_the_guest_sends_with_the_pin_masked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("passthru.apdu");
+    let server = Running::start("127.0.0.1:0");
+    let mut vcac = Passthru::start(
+        &server.addr().to_string(),
+        &["--record", file.to_str().unwrap()],
+    );
+    server.expect(&[
+        "connected",
+        "reader added vcac passthru 0",
+        &format!("card inserted 0 {ATR_HEX}"),
+    ]);
+    let mut got = Vec::new();
+    server.card(0).transmit(&SELECT_CCC, &mut got).unwrap();
+    assert_eq!(got, hex!("61 0D"));
+    got.clear();
+    let verify = hex!("00 20 00 00 08 31 32 33 34 35 36 37 38");
+    server.card(0).transmit(&verify, &mut got).unwrap();
+    assert_eq!(got, hex!("90 00"));
+    vcac.say("exit");
+    server.expect(&["card removed 0", "reader removed 0", "disconnected"]);
+    assert!(vcac.wait_exit().success(), "{}", vcac.log());
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.starts_with('#')).collect();
+    assert!(
+        text.lines().any(|l| l
+            .replace(' ', "")
+            .eq_ignore_ascii_case(&format!("#ATR:{ATR_HEX}"))),
+        "{text}"
+    );
+    let hex_of = |b: &[u8]| b.iter().map(|x| format!("{x:02X}")).collect::<String>();
+    let norm = |l: &str| l.replace(' ', "").to_ascii_uppercase();
+    assert_eq!(
+        lines.iter().map(|l| norm(l)).collect::<Vec<_>>(),
+        [
+            hex_of(&SELECT_CCC),
+            "610D".to_owned(),
+            "0020000008FFFFFFFFFFFFFFFF".to_owned(),
+            "9000".to_owned(),
+        ],
+        "{text}"
+    );
+}

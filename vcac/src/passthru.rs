@@ -7,10 +7,8 @@ use std::path::PathBuf;
 
 use std::sync::Arc;
 
-use cac::keys::KeyBackend;
 use ccid::vscard::connect;
 use signal_hook::consts::{SIGUSR1, SIGUSR2};
-use vcac_sources::{dir as card_dir, embedded};
 use vreader::ReaderSet;
 
 /// Options of `vcac passthru`.
@@ -27,11 +25,18 @@ pub(crate) struct Args {
     /// `<source mode='connect'/>`).
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<String>,
-    /// A card directory (card.toml, certificates, keys); repeat for more
-    /// cards (QEMU takes one per ccid-card-passthru device). Default: the
-    /// embedded default card.
-    #[arg(long = "card", value_name = "DIR")]
+    /// A card directory (card.toml, certificates, keys) or a recording to
+    /// replay; repeat for more cards (QEMU takes one per
+    /// ccid-card-passthru device). Default: the embedded default card.
+    #[arg(long = "card", value_name = "DIR|RECORDING")]
     cards: Vec<PathBuf>,
+    /// Record every exchange of card 0 to FILE (card i to FILE.i), in
+    /// apdu4j's format; PIN bytes masked.
+    #[arg(long, value_name = "FILE")]
+    record: Option<PathBuf>,
+    /// Keep PINs in the recording.
+    #[arg(long, requires = "record")]
+    record_secrets: bool,
     /// Do not read commands from standard input.
     #[arg(long)]
     no_stdin: bool,
@@ -86,23 +91,37 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
     let mut stdout = std::io::stdout().lock();
     let backend = crate::key_backend(args.backend)?;
     // Host cards or an NSS database alone: no embedded default card beside them.
-    let mut loaded = if args.cards.is_empty() && (args.host.any() || args.nss.any()) {
+    let loaded = if args.cards.is_empty() && (args.host.any() || args.nss.any()) {
         Vec::new()
     } else {
-        load_cards(&args.cards, backend.as_ref())?
+        crate::record::load_cards(&args.cards, backend.as_ref())?
     };
+    let mut loaded =
+        crate::record::wrap_for_recording(loaded, args.record.as_deref(), args.record_secrets)?;
     let nss_backend = crate::key_backend(args.backend)?.into();
-    loaded.extend(crate::nss::load(&args.nss, nss_backend, &mut stdout)?);
-    for (i, (label, card, pin)) in loaded.into_iter().enumerate() {
-        let serial: String = card.card_id().iter().map(|b| format!("{b:02X}")).collect();
+    if let Some((label, card, pin)) = crate::nss::load(&args.nss, nss_backend, &mut stdout)? {
+        loaded.push(crate::record::Loaded {
+            serial: Some(card.card_id().iter().map(|b| format!("{b:02X}")).collect()),
+            label,
+            card: Box::new(card),
+            pin: Some(pin),
+            replay: None,
+        });
+    }
+    for (i, l) in loaded.into_iter().enumerate() {
         let reader = set
             .add_reader(&format!("vcac passthru {i}"))
             .map_err(|e| e.to_string())?;
-        set.insert_card(reader, card).map_err(|e| e.to_string())?;
+        set.insert_card(reader, l.card).map_err(|e| e.to_string())?;
+        let serial = l
+            .serial
+            .map(|s| format!(" (serial {s})"))
+            .unwrap_or_default();
+        let pin = l.pin.map(|p| format!("; PIN {p}")).unwrap_or_default();
         let _ = writeln!(
             stdout,
-            "vcac: reader {} holds {label} (serial {serial}); PIN {pin}",
-            reader.0
+            "vcac: reader {} holds {}{serial}{pin}",
+            reader.0, l.label
         );
     }
     let first = set.list().len();
@@ -190,25 +209,4 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
     result?;
     log::info!("stopped");
     Ok(())
-}
-
-type Loaded = (String, cac::Card, String);
-
-fn load_cards(dirs: &[PathBuf], backend: &dyn KeyBackend) -> Result<Vec<Loaded>, String> {
-    if dirs.is_empty() {
-        let card = embedded::default_card(backend, rand_core::OsRng)
-            .map_err(|e| format!("embedded default card: {e}"))?;
-        return Ok(vec![(
-            "the embedded default card".to_owned(),
-            card,
-            certs_fixtures::default_card::PIN.to_owned(),
-        )]);
-    }
-    dirs.iter()
-        .map(|dir| {
-            let card = card_dir::load(dir, backend, rand_core::OsRng).map_err(|e| e.to_string())?;
-            let pin = card_dir::pin_of(dir).unwrap_or_else(|| "?".into());
-            Ok((format!("card {}", dir.display()), card, pin))
-        })
-        .collect()
 }
