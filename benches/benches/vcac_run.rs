@@ -71,20 +71,26 @@ fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Builds the release `vcac` and returns its path.
+/// Builds `vcac` with this bench's profile (release under `cargo bench`,
+/// debug for the smoke run of `cargo test --benches`) and returns its path.
 fn build_vcac() -> PathBuf {
     let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(&root)
-        .args(["build", "-q", "--release", "-p", "vcac", "--bin", "vcac"])
-        .status()
-        .expect("run cargo build -p vcac");
-    assert!(status.success(), "cargo build -p vcac --release failed");
+    let release = !cfg!(debug_assertions);
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&root)
+        .args(["build", "-q", "-p", "vcac", "--bin", "vcac"]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build -p vcac");
+    assert!(status.success(), "cargo build -p vcac failed");
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| root.join("target"));
-    target.join("release").join("vcac")
+    target
+        .join(if release { "release" } else { "debug" })
+        .join("vcac")
 }
 
 fn time_vcac_run(vcac: &Path) -> Duration {
