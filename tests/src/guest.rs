@@ -690,3 +690,11 @@ impl Qmp {
         }
     }
 }
+
+/// The value of `name=` in a line of space-separated `key=value` words
+/// (as the guests print them); panics when it is missing.
+pub fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+        .unwrap_or_else(|| panic!("no {name}= in \"{line}\""))
+}
