@@ -3,10 +3,15 @@
 
 use std::io::{BufRead, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
+use signal_hook::consts::SIGUSR2;
+use signal_hook::iterator::{Handle, Signals};
 use vreader::{ReaderError, ReaderId, ReaderSet};
 
 /// How one command names what it acts on, and what it says.
+#[derive(Clone, Copy)]
 pub(crate) struct Console {
     /// "reader" or "slot": in replies and errors.
     pub(crate) unit: &'static str,
@@ -102,6 +107,57 @@ pub(crate) fn read_commands(set: &ReaderSet, stop: &AtomicBool, console: &Consol
             return;
         }
     }
+}
+
+/// Starts the threads that drive the cards' presence at run time: SIGUSR1
+/// removes every card and SIGUSR2 inserts them again, and (unless
+/// `stdin` is false) commands typed on standard input. Returns the signal
+/// iterator's handle (close it to end that thread) and the thread.
+pub(crate) fn start(
+    set: &Arc<ReaderSet>,
+    stop: &Arc<AtomicBool>,
+    mut signals: Signals,
+    console: Console,
+    stdin: bool,
+) -> Result<(Handle, JoinHandle<()>), String> {
+    let handle = signals.handle();
+    let signal_thread = {
+        let set = Arc::clone(set);
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    let insert = sig == SIGUSR2;
+                    for r in set.list() {
+                        let result = if insert {
+                            set.force_insert(r.id)
+                        } else {
+                            set.force_remove(r.id)
+                        };
+                        match result {
+                            Ok(()) => log::info!(
+                                "{} {}: card {}",
+                                console.unit,
+                                r.id.0,
+                                if insert { "inserted" } else { "removed" }
+                            ),
+                            Err(e) => log::info!("{e}"),
+                        }
+                    }
+                }
+            })
+            .map_err(|e| format!("cannot start a thread: {e}"))?
+    };
+    if stdin {
+        let set = Arc::clone(set);
+        let stop = Arc::clone(stop);
+        // Not joined: it may sit in a blocking read of stdin at exit.
+        std::thread::Builder::new()
+            .name("stdin".into())
+            .spawn(move || read_commands(&set, &stop, &console))
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+    }
+    Ok((handle, signal_thread))
 }
 
 #[cfg(test)]

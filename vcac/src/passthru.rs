@@ -84,7 +84,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
     let stop = crate::stop_on_signals()?;
 
     // Before anything slow, so an early SIGUSR1 cannot kill the process.
-    let mut signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGUSR2])
+    let signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGUSR2])
         .map_err(|e| format!("cannot install signal handler: {e}"))?;
 
     let set = Arc::new(ReaderSet::new());
@@ -148,53 +148,17 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
     let _ = stdout.flush();
     drop(stdout);
 
-    let signal_handle = signals.handle();
-    let signal_thread = {
-        let set = Arc::clone(&set);
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                for sig in signals.forever() {
-                    let insert = sig == SIGUSR2;
-                    for r in set.list() {
-                        let result = if insert {
-                            set.force_insert(r.id)
-                        } else {
-                            set.force_remove(r.id)
-                        };
-                        match result {
-                            Ok(()) => log::info!(
-                                "reader {}: card {}",
-                                r.id.0,
-                                if insert { "inserted" } else { "removed" }
-                            ),
-                            Err(e) => log::info!("{e}"),
-                        }
-                    }
-                }
-            })
-            .map_err(|e| format!("cannot start a thread: {e}"))?
-    };
-
-    if !args.no_stdin {
-        let set = Arc::clone(&set);
-        let stop = Arc::clone(&stop);
-        // Not joined: it may sit in a blocking read of stdin at exit.
-        std::thread::Builder::new()
-            .name("stdin".into())
-            .spawn(move || {
-                crate::console::read_commands(
-                    &set,
-                    &stop,
-                    &crate::console::Console {
-                        unit: "reader",
-                        help: HELP,
-                        exit_reply: "exiting",
-                    },
-                )
-            })
-            .map_err(|e| format!("cannot start a thread: {e}"))?;
-    }
+    let (signal_handle, signal_thread) = crate::console::start(
+        &set,
+        &stop,
+        signals,
+        crate::console::Console {
+            unit: "reader",
+            help: HELP,
+            exit_reply: "exiting",
+        },
+        !args.no_stdin,
+    )?;
 
     let result = match peer {
         Peer::Connect(addr) => {

@@ -177,7 +177,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         (None, None) => return Err("--connect or --listen is required".into()),
     };
     let stop = crate::stop_on_signals()?;
-    let mut signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGUSR2])
+    let signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGUSR2])
         .map_err(|e| format!("cannot install signal handler: {e}"))?;
 
     let card_count = args.cards.len().max(1);
@@ -258,52 +258,17 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
     let _ = stdout.flush();
     drop(stdout);
 
-    let signal_handle = signals.handle();
-    let signal_thread = {
-        let set = Arc::clone(&set);
-        std::thread::Builder::new()
-            .name("signals".into())
-            .spawn(move || {
-                for sig in signals.forever() {
-                    let insert = sig == SIGUSR2;
-                    for r in set.list() {
-                        let result = if insert {
-                            set.force_insert(r.id)
-                        } else {
-                            set.force_remove(r.id)
-                        };
-                        match result {
-                            Ok(()) => log::info!(
-                                "slot {}: card {}",
-                                r.id.0,
-                                if insert { "inserted" } else { "removed" }
-                            ),
-                            Err(e) => log::info!("{e}"),
-                        }
-                    }
-                }
-            })
-            .map_err(|e| format!("cannot start a thread: {e}"))?
-    };
-    if !args.no_stdin {
-        let set = Arc::clone(&set);
-        let stop = Arc::clone(&stop);
-        // Not joined: it may sit in a blocking read of stdin at exit.
-        std::thread::Builder::new()
-            .name("stdin".into())
-            .spawn(move || {
-                crate::console::read_commands(
-                    &set,
-                    &stop,
-                    &crate::console::Console {
-                        unit: "slot",
-                        help: HELP,
-                        exit_reply: "unplugging and exiting",
-                    },
-                )
-            })
-            .map_err(|e| format!("cannot start a thread: {e}"))?;
-    }
+    let (signal_handle, signal_thread) = crate::console::start(
+        &set,
+        &stop,
+        signals,
+        crate::console::Console {
+            unit: "slot",
+            help: HELP,
+            exit_reply: "unplugging and exiting",
+        },
+        !args.no_stdin,
+    )?;
 
     let make_device = || CcidDevice::new(config.clone(), &set, &readers);
     let options = tcp::Options::default();
