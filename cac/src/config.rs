@@ -223,7 +223,7 @@ pub fn load_card(
     card_toml: &str,
     read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
     backend: &dyn KeyBackend,
-    rng: impl rand_core::CryptoRngCore + Send + 'static,
+    rng: impl rand_core::CryptoRng + Send + 'static,
 ) -> Result<Card, ConfigError> {
     let config = CardConfig::parse(card_toml)?;
     config

@@ -1,9 +1,9 @@
 //! Key generation and the signing side of a CA.
 
 use der::asn1::BitString;
+use p256::elliptic_curve::Generate;
 use pkcs8::EncodePrivateKey;
 use rand_chacha::ChaCha20Rng;
-use rsa::RsaPrivateKey;
 use sha2::Sha256;
 use signature::{SignatureEncoding, Signer};
 use spki::{
@@ -68,14 +68,14 @@ pub(crate) fn generate(
 ) -> Result<KeyPair, Error> {
     match key_type.rsa_bits() {
         Some(bits) => {
-            let key = RsaPrivateKey::new(rng, bits).map_err(|e| crypto(what, e))?;
+            let key = crate::prime::rsa_key(rng, bits).map_err(|e| crypto(what, e))?;
             let pkcs8_der = Zeroizing::new(
                 key.to_pkcs8_der()
                     .map_err(|e| crypto(what, e))?
                     .as_bytes()
                     .to_vec(),
             );
-            let spki = SubjectPublicKeyInfoOwned::from_key(key.to_public_key())
+            let spki = SubjectPublicKeyInfoOwned::from_key(&key.to_public_key())
                 .map_err(|e| crypto(what, e))?;
             Ok(KeyPair {
                 key_type,
@@ -85,14 +85,14 @@ pub(crate) fn generate(
             })
         }
         None => {
-            let key = p256::SecretKey::random(rng);
+            let key = p256::SecretKey::generate_from_rng(rng);
             let pkcs8_der = Zeroizing::new(
                 key.to_pkcs8_der()
                     .map_err(|e| crypto(what, e))?
                     .as_bytes()
                     .to_vec(),
             );
-            let spki = SubjectPublicKeyInfoOwned::from_key(key.public_key())
+            let spki = SubjectPublicKeyInfoOwned::from_key(&key.public_key())
                 .map_err(|e| crypto(what, e))?;
             Ok(KeyPair {
                 key_type,

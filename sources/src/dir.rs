@@ -66,7 +66,7 @@ fn warn_if_readable_by_others(_: &Path, _: &std::fs::Metadata) {}
 pub fn load(
     dir: &Path,
     backend: &dyn KeyBackend,
-    rng: impl rand_core::CryptoRngCore + Send + 'static,
+    rng: impl rand_core::CryptoRng + Send + 'static,
 ) -> Result<Card, CardDirError> {
     let toml_path = dir.join("card.toml");
     let text = read_bounded(&toml_path).map_err(|reason| CardDirError {
@@ -125,8 +125,13 @@ mod tests {
     fn loads_a_written_default_card() {
         let tmp = tempfile::tempdir().unwrap();
         write_default(tmp.path());
-        let card = load(tmp.path(), &RustCrypto, rand_core::OsRng).unwrap();
-        let embedded = default_card(&RustCrypto, rand_core::OsRng).unwrap();
+        let card = load(
+            tmp.path(),
+            &RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .unwrap();
+        let embedded = default_card(&RustCrypto, rand_core::UnwrapErr(getrandom::SysRng)).unwrap();
         assert_eq!(card.card_id(), embedded.card_id());
         assert_eq!(pin_of(tmp.path()).as_deref(), Some("12345678"));
     }
@@ -134,22 +139,42 @@ mod tests {
     #[test]
     fn errors_name_the_file() {
         let tmp = tempfile::tempdir().unwrap();
-        let e = load(tmp.path(), &RustCrypto, rand_core::OsRng).unwrap_err();
+        let e = load(
+            tmp.path(),
+            &RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .unwrap_err();
         assert_eq!(e.path, tmp.path().join("card.toml"));
         write_default(tmp.path());
         std::fs::write(tmp.path().join("id1.pem"), b"garbage").unwrap();
-        let e = load(tmp.path(), &RustCrypto, rand_core::OsRng).unwrap_err();
+        let e = load(
+            tmp.path(),
+            &RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .unwrap_err();
         assert_eq!(e.path, tmp.path().join("id1.pem"));
         assert!(e.to_string().contains("neither PEM"), "{e}");
         std::fs::write(tmp.path().join("card.toml"), "[pin]\npin = \"1\"\n").unwrap();
-        let e = load(tmp.path(), &RustCrypto, rand_core::OsRng).unwrap_err();
+        let e = load(
+            tmp.path(),
+            &RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("card.toml: pin.pin"), "{e}");
         std::fs::write(
             tmp.path().join("card.toml"),
             "[pin]\npin = \"123456\"\n[[identity]]\ncert = \"../etc/passwd\"\n",
         )
         .unwrap();
-        let e = load(tmp.path(), &RustCrypto, rand_core::OsRng).unwrap_err();
+        let e = load(
+            tmp.path(),
+            &RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("inside the card directory"), "{e}");
     }
 }

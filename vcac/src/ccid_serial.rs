@@ -67,8 +67,9 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let mut described = Vec::new();
     if args.cards.is_empty() {
-        let card = embedded::default_card(backend.as_ref(), rand_core::OsRng)
-            .map_err(|e| format!("embedded default card: {e}"))?;
+        let card =
+            embedded::default_card(backend.as_ref(), rand_core::UnwrapErr(getrandom::SysRng))
+                .map_err(|e| format!("embedded default card: {e}"))?;
         described.push(format!(
             "slot 0: the embedded default card (serial {}), PIN {}",
             hex(card.card_id()),
@@ -78,8 +79,12 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         set.insert_card(first, card).map_err(|e| e.to_string())?;
     }
     for (dir, &reader) in args.cards.iter().zip(&readers) {
-        let card =
-            card_dir::load(dir, backend.as_ref(), rand_core::OsRng).map_err(|e| e.to_string())?;
+        let card = card_dir::load(
+            dir,
+            backend.as_ref(),
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .map_err(|e| e.to_string())?;
         let pin = card_dir::pin_of(dir).unwrap_or_else(|| "?".into());
         described.push(format!(
             "slot {}: card {} (serial {}), PIN {pin}",

@@ -155,7 +155,7 @@ type Loaded = (String, cac::Card, String);
 
 fn load_cards(dirs: &[PathBuf], backend: &dyn KeyBackend) -> Result<Vec<Loaded>, String> {
     if dirs.is_empty() {
-        let card = embedded::default_card(backend, rand_core::OsRng)
+        let card = embedded::default_card(backend, rand_core::UnwrapErr(getrandom::SysRng))
             .map_err(|e| format!("embedded default card: {e}"))?;
         return Ok(vec![(
             "the embedded default card".to_owned(),
@@ -165,7 +165,8 @@ fn load_cards(dirs: &[PathBuf], backend: &dyn KeyBackend) -> Result<Vec<Loaded>,
     }
     dirs.iter()
         .map(|dir| {
-            let card = card_dir::load(dir, backend, rand_core::OsRng).map_err(|e| e.to_string())?;
+            let card = card_dir::load(dir, backend, rand_core::UnwrapErr(getrandom::SysRng))
+                .map_err(|e| e.to_string())?;
             let pin = card_dir::pin_of(dir).unwrap_or_else(|| "?".into());
             Ok((format!("card {}", dir.display()), card, pin))
         })

@@ -36,8 +36,9 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
     let backend = crate::key_backend(args.backend)?;
     let mut cards = Vec::new();
     if args.cards.is_empty() {
-        let card = embedded::default_card(backend.as_ref(), rand_core::OsRng)
-            .map_err(|e| format!("embedded default card: {e}"))?;
+        let card =
+            embedded::default_card(backend.as_ref(), rand_core::UnwrapErr(getrandom::SysRng))
+                .map_err(|e| format!("embedded default card: {e}"))?;
         cards.push((
             "the embedded default card".to_owned(),
             card,
@@ -45,8 +46,12 @@ pub(crate) fn run(args: ServeArgs) -> Result<(), String> {
         ));
     } else {
         for dir in &args.cards {
-            let card = card_dir::load(dir, backend.as_ref(), rand_core::OsRng)
-                .map_err(|e| e.to_string())?;
+            let card = card_dir::load(
+                dir,
+                backend.as_ref(),
+                rand_core::UnwrapErr(getrandom::SysRng),
+            )
+            .map_err(|e| e.to_string())?;
             let pin = card_dir::pin_of(dir).unwrap_or_else(|| "?".into());
             cards.push((format!("card {}", dir.display()), card, pin));
         }

@@ -32,7 +32,7 @@ use cac::keys::insecure::InsecureTestBackend;
 use cac::keys::{load_private_key, KeyHandle, RustCrypto};
 use cac::{Card, Identity, Pin, PinPolicy};
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::{Rng, SeedableRng};
 use vreader::{ReaderId, ReaderSet, VirtualCard};
 
 const CARDS: usize = 100;

@@ -5,7 +5,7 @@
 //! REFERENCE DATA, RESET RETRY COUNTER) go to it whichever of them is
 //! selected.
 
-use rand_core::CryptoRngCore;
+use rand_core::CryptoRng;
 use zeroize::Zeroize;
 
 use crate::apdu::CommandView;
@@ -33,7 +33,7 @@ pub(crate) struct Ctx<'a> {
     /// The security environment of the applet being called.
     pub(crate) security: &'a mut dyn SecurityEnvironment,
     /// The card's RNG (blinding, challenges).
-    pub(crate) rng: &'a mut dyn CryptoRngCore,
+    pub(crate) rng: &'a mut dyn CryptoRng,
     /// The SIGN/DECRYPT chaining buffer.
     pub(crate) chain: &'a mut Chain,
     /// Index of the applet being called (chains remember their owner).

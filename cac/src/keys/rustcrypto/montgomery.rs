@@ -15,7 +15,7 @@
 //! blinding, the CRT recombination and the fault check stay as they were
 //! (see `RsaHandle::private_op`).
 
-use rsa::BigUint;
+use num_bigint_dig::BigUint;
 use zeroize::{Zeroize, Zeroizing};
 
 const WINDOW: usize = 5;
@@ -354,7 +354,7 @@ pub(super) fn crt_exp(
 mod tests {
     use super::*;
     use rand_chacha::ChaCha20Rng;
-    use rand_core::{RngCore, SeedableRng};
+    use rand_core::{Rng, SeedableRng};
 
     fn random_below_bits(rng: &mut ChaCha20Rng, bits: usize) -> BigUint {
         let mut bytes = vec![0u8; bits.div_ceil(8)];
