@@ -282,7 +282,7 @@ fn parse_hex(field: &str, text: &str) -> Result<Vec<u8>, ConfigError> {
         field: field.to_owned(),
         reason: reason.to_owned(),
     };
-    if clean.len() % 2 != 0 {
+    if !clean.len().is_multiple_of(2) {
         return Err(err("hex string has an odd number of digits"));
     }
     clean

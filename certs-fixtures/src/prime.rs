@@ -59,9 +59,11 @@ fn add_small(bytes: &mut [u8], delta: u64) -> bool {
 /// The first even step from a value ≡ `rem` (mod ∏ SMALL_PRIMES) to one
 /// none of them divides.
 fn sieve_step(rem: u64) -> Option<u64> {
-    (0..MAX_DELTA)
-        .step_by(2)
-        .find(|delta| SMALL_PRIMES.iter().all(|p| (rem + delta) % p != 0))
+    (0..MAX_DELTA).step_by(2).find(|delta| {
+        SMALL_PRIMES
+            .iter()
+            .all(|p| !(rem + delta).is_multiple_of(*p))
+    })
 }
 
 /// A random prime of exactly `bits` bits (16 or more).

@@ -477,7 +477,7 @@ impl CcidDevice {
     /// ignored.
     pub fn handle_bulk_out(&mut self, packet: &[u8]) -> Result<(), BulkOutError> {
         self.sync_events();
-        let short = packet.len() % MAX_PACKET != 0 || packet.is_empty();
+        let short = !packet.len().is_multiple_of(MAX_PACKET) || packet.is_empty();
         let max = self.config.max_message_len as usize;
         match core::mem::take(&mut self.assembly) {
             Assembly::Idle => {
