@@ -1,9 +1,9 @@
 //! Key generation and the signing side of a CA.
 
 use der::asn1::BitString;
-use p256::elliptic_curve::Generate;
 use pkcs8::EncodePrivateKey;
 use rand_chacha::ChaCha20Rng;
+use rand_core::Rng;
 use sha2::Sha256;
 use signature::{SignatureEncoding, Signer};
 use spki::{
@@ -59,6 +59,19 @@ pub(crate) struct KeyPair {
     pub(crate) pkcs8_der: Zeroizing<Vec<u8>>,
 }
 
+/// A P-256 key drawn from `rng` the way `p256` 0.13 drew it (32 bytes,
+/// big-endian, drawn again while zero or not below the group order), so
+/// that a seed keeps its keys; 0.14's `Generate` draws differently.
+fn p256_key(rng: &mut ChaCha20Rng) -> p256::SecretKey {
+    let mut bytes = Zeroizing::new(p256::FieldBytes::default());
+    loop {
+        rng.fill_bytes(&mut bytes);
+        if let Ok(key) = p256::SecretKey::from_bytes(&bytes) {
+            return key;
+        }
+    }
+}
+
 /// Generates a key of `key_type` from `rng`; `what` names the object in
 /// errors.
 pub(crate) fn generate(
@@ -85,7 +98,7 @@ pub(crate) fn generate(
             })
         }
         None => {
-            let key = p256::SecretKey::generate_from_rng(rng);
+            let key = p256_key(rng);
             let pkcs8_der = Zeroizing::new(
                 key.to_pkcs8_der()
                     .map_err(|e| crypto(what, e))?
@@ -101,5 +114,27 @@ pub(crate) fn generate(
                 pkcs8_der,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The P-256 key of `vcac provision --seed 5 --key-type 0=p256` as
+    /// `p256` 0.13 generated it: a seed keeps its P-256 keys across the
+    /// RustCrypto upgrade (the RSA ones are held by the committed default
+    /// card).
+    #[test]
+    fn p256_keys_are_what_earlier_releases_drew() {
+        let pair = generate(KeyType::P256, &mut crate::rng::stream(5, "key/id0"), "id0").unwrap();
+        let key =
+            <p256::SecretKey as pkcs8::DecodePrivateKey>::from_pkcs8_der(&pair.pkcs8_der).unwrap();
+        let want = [
+            0x0b, 0x38, 0x84, 0x5f, 0x97, 0x56, 0xe5, 0xcf, 0x59, 0x2b, 0xc5, 0xc2, 0x79, 0x54,
+            0xeb, 0xfa, 0xe8, 0x6d, 0x91, 0x44, 0x73, 0x8a, 0x62, 0x21, 0x26, 0x39, 0x16, 0x1c,
+            0x52, 0x50, 0xce, 0xa7,
+        ];
+        assert_eq!(key.to_bytes().as_slice(), want);
     }
 }
