@@ -221,7 +221,7 @@ fn build(ids: &[(Vec<u8>, Arc<dyn KeyHandle>)]) -> Card {
     for (cert, key) in ids {
         b = b.identity(Identity::new(cert.clone(), Arc::clone(key)));
     }
-    let mut card = b.build(rand_core::OsRng).unwrap();
+    let mut card = b.build(rand_core::UnwrapErr(getrandom::SysRng)).unwrap();
     card.power_on();
     card
 }

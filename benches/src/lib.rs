@@ -183,7 +183,7 @@ pub fn unhex(s: &str) -> Vec<u8> {
         b'A'..=b'F' => c - b'A' + 10,
         _ => panic!("not hex: {s}"),
     };
-    assert!(s.len() % 2 == 0, "odd hex length: {s}");
+    assert!(s.len().is_multiple_of(2), "odd hex length: {s}");
     s.as_bytes()
         .chunks(2)
         .map(|p| digit(p[0]) << 4 | digit(p[1]))

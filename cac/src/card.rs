@@ -18,7 +18,7 @@ use core::fmt;
 use std::sync::Arc;
 
 use der::{Decode, Encode};
-use rand_core::CryptoRngCore;
+use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
@@ -290,9 +290,9 @@ impl CardBuilder {
     }
 
     /// Builds the card. `rng` serves blinding, GET CHALLENGE and ECDSA
-    /// nonces; pass `rand_core::OsRng` in production and a seeded RNG in
+    /// nonces; pass `rand_core::UnwrapErr(getrandom::SysRng)` in production and a seeded RNG in
     /// tests.
-    pub fn build(self, rng: impl CryptoRngCore + Send + 'static) -> Result<Card, CardError> {
+    pub fn build(self, rng: impl CryptoRng + Send + 'static) -> Result<Card, CardError> {
         let n = self.identities.len();
         if n == 0 || n > MAX_IDENTITIES {
             return Err(CardError::IdentityCount(n));
@@ -306,8 +306,8 @@ impl CardBuilder {
             })?;
             if let Some(key) = &id.key {
                 let spki = cert
-                    .tbs_certificate
-                    .subject_public_key_info
+                    .tbs_certificate()
+                    .subject_public_key_info()
                     .to_der()
                     .map_err(|e| CardError::Certificate {
                         index,
@@ -486,7 +486,7 @@ pub struct Card {
     security: Box<dyn SecurityEnvironment>,
     exact_le: bool,
     session: Session,
-    rng: Box<dyn CryptoRngCore + Send>,
+    rng: Box<dyn CryptoRng + Send>,
     store: Box<dyn Store>,
     generator: Option<Arc<dyn KeyBackend>>,
 }

@@ -298,7 +298,7 @@ pub fn load_card(
     card_toml: &str,
     read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
     backend: &dyn KeyBackend,
-    rng: impl rand_core::CryptoRngCore + Send + 'static,
+    rng: impl rand_core::CryptoRng + Send + 'static,
 ) -> Result<Card, ConfigError> {
     load_card_with(card_toml, read, backend, rng, |_, b| Ok(b))
 }
@@ -309,7 +309,7 @@ pub fn load_card_with(
     card_toml: &str,
     read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
     backend: &dyn KeyBackend,
-    rng: impl rand_core::CryptoRngCore + Send + 'static,
+    rng: impl rand_core::CryptoRng + Send + 'static,
     customize: impl FnOnce(&CardConfig, CardBuilder) -> Result<CardBuilder, ConfigError>,
 ) -> Result<Card, ConfigError> {
     let config = CardConfig::parse(card_toml)?;
@@ -369,7 +369,7 @@ fn parse_hex(field: &str, text: &str) -> Result<Vec<u8>, ConfigError> {
         field: field.to_owned(),
         reason: reason.to_owned(),
     };
-    if clean.len() % 2 != 0 {
+    if !clean.len().is_multiple_of(2) {
         return Err(err("hex string has an odd number of digits"));
     }
     clean

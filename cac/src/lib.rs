@@ -23,14 +23,14 @@
 //!
 //! ```
 //! use cac::{config, keys::RustCrypto, Status};
-//! use rand_core::OsRng;
+//! use rand_core::UnwrapErr;
 //!
 //! // The embedded default card: a CA and three RSA-2048 identities.
 //! let files = certs_fixtures::default_card::files();
 //! let mut read = |name: &str| {
 //!     files.iter().find(|(n, _)| *n == name).map(|(_, b)| b.to_vec()).ok_or("missing".to_string())
 //! };
-//! let mut card = config::load_card(certs_fixtures::default_card::CARD_TOML, &mut read, &RustCrypto, OsRng)?;
+//! let mut card = config::load_card(certs_fixtures::default_card::CARD_TOML, &mut read, &RustCrypto, UnwrapErr(getrandom::SysRng))?;
 //!
 //! assert_eq!(card.power_on(), cac::DEFAULT_ATR);
 //! // SELECT the CCC as OpenSC does under T=0 (no Le): the FCI waits behind 61 0D.

@@ -348,19 +348,18 @@ fn change_reference_data_pin_and_puk() {
     );
 }
 
-fn rsa_public(i: usize) -> rsa::RsaPublicKey {
+fn rsa_public(i: usize) -> rsa::PublicKey {
     use der::Decode;
     let cert = x509_cert::Certificate::from_der(&cert_der(i)).unwrap();
-    let spki = der::Encode::to_der(&cert.tbs_certificate.subject_public_key_info).unwrap();
-    rsa::RsaPublicKey::try_from(spki::SubjectPublicKeyInfoRef::try_from(&spki[..]).unwrap())
-        .unwrap()
+    let spki = der::Encode::to_der(cert.tbs_certificate().subject_public_key_info()).unwrap();
+    rsa::PublicKey::try_from(spki::SubjectPublicKeyInfoRef::try_from(&spki[..]).unwrap()).unwrap()
 }
 
 fn ec_point(i: usize) -> Vec<u8> {
     use der::Decode;
     let cert = x509_cert::Certificate::from_der(&cert_der(i)).unwrap();
-    cert.tbs_certificate
-        .subject_public_key_info
+    cert.tbs_certificate()
+        .subject_public_key_info()
         .subject_public_key
         .raw_bytes()
         .to_vec()
@@ -435,10 +434,9 @@ fn general_authenticate_rsa_chained_and_extended() {
     assert_eq!(&r[r.len() - 2..], h("90 00"));
     let sig = &r[8..r.len() - 2];
     let key = rsa_public(0);
-    let back = rsa::hazmat::rsa_encrypt(&key, &rsa::BigUint::from_bytes_be(sig)).unwrap();
-    let mut back = back.to_bytes_be();
-    back.insert(0, 0);
-    assert_eq!(back, block);
+    let s = rsa::BoxedUint::from_be_slice(sig, key.n_bits_precision()).unwrap();
+    let back = rsa::hazmat::rsa_encrypt(&key, &s).unwrap().to_be_bytes();
+    assert_eq!(&back[..], &block[..]);
     assert_eq!(key.size(), 256);
     // One extended APDU works too (Le 256: the rest behind 61 08).
     let r = c.transmit_vec(&apdu);
@@ -531,8 +529,10 @@ fn pin_always_for_9c_and_no_pin_for_9e() {
 fn ecdh_on_9d_p384() {
     use p384::elliptic_curve::point::AffineCoordinates;
     let mut r = rand_chacha::ChaCha20Rng::seed_from_u64(3);
-    let peer = p384::SecretKey::random(&mut r);
-    let point = p384::EncodedPoint::from(peer.public_key());
+    let mut bytes = [0u8; 48];
+    rand_chacha::rand_core::Rng::fill_bytes(&mut r, &mut bytes);
+    let peer = p384::SecretKey::from_slice(&bytes).unwrap();
+    let point = p384::Sec1Point::from(peer.public_key());
     let mut c = selected();
     run(&mut c, &[(VERIFY_OK, "90 00")]);
     let resp = c.transmit_vec(&ga(0x14, 0x9D, 0x85, point.as_bytes()));
@@ -560,23 +560,20 @@ fn ecdh_on_9d_p384() {
     );
 }
 
-// `cipher` 0.4 speaks the deprecated generic-array 0.14.
-#[allow(deprecated)]
 fn des(block: &[u8]) -> Vec<u8> {
-    use des::cipher::{BlockEncrypt, KeyInit};
+    use des::cipher::{BlockCipherEncrypt, KeyInit};
     let k = des::TdesEde3::new_from_slice(&h("010203040506070801020304050607080102030405060708"))
         .unwrap();
-    let mut b = des::cipher::Block::<des::TdesEde3>::clone_from_slice(block);
+    let mut b = des::cipher::Block::<des::TdesEde3>::try_from(block).unwrap();
     k.encrypt_block(&mut b);
     b.to_vec()
 }
 
-#[allow(deprecated)]
 fn des_decrypt(block: &[u8]) -> Vec<u8> {
-    use des::cipher::{BlockDecrypt, KeyInit};
+    use des::cipher::{BlockCipherDecrypt, KeyInit};
     let k = des::TdesEde3::new_from_slice(&h("010203040506070801020304050607080102030405060708"))
         .unwrap();
-    let mut b = des::cipher::Block::<des::TdesEde3>::clone_from_slice(block);
+    let mut b = des::cipher::Block::<des::TdesEde3>::try_from(block).unwrap();
     k.decrypt_block(&mut b);
     b.to_vec()
 }

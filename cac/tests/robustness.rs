@@ -100,22 +100,23 @@ fn well_formed_session(card: &mut Card) {
     assert_eq!(r.len(), 258);
     assert_eq!(r[256..], [0x90, 0x00]);
     let public = public_key();
-    let m = rsa::BigUint::from_bytes_be(&r[..256]).modpow(public.e(), public.n());
-    let mut back = m.to_bytes_be();
+    let s = rsa::BoxedUint::from_be_slice(&r[..256], public.n_bits_precision()).unwrap();
+    let m = rsa::hazmat::rsa_encrypt(public, &s).unwrap();
+    let mut back = m.to_be_bytes_trimmed_vartime().to_vec();
     while back.len() < 256 {
         back.insert(0, 0);
     }
     assert_eq!(back, block, "the signature verifies");
 }
 
-fn public_key() -> &'static rsa::RsaPublicKey {
-    static K: OnceLock<rsa::RsaPublicKey> = OnceLock::new();
+fn public_key() -> &'static rsa::PublicKey {
+    static K: OnceLock<rsa::PublicKey> = OnceLock::new();
     K.get_or_init(|| {
         use rsa::pkcs8::DecodePublicKey;
         let cert = cac::config::certificate_der(certs_fixtures::default_card::ID0_PEM).unwrap();
         let cert = <x509_cert::Certificate as der::Decode>::from_der(&cert).unwrap();
-        let spki = der::Encode::to_der(&cert.tbs_certificate.subject_public_key_info).unwrap();
-        rsa::RsaPublicKey::from_public_key_der(&spki).unwrap()
+        let spki = der::Encode::to_der(cert.tbs_certificate().subject_public_key_info()).unwrap();
+        rsa::PublicKey::from_public_key_der(&spki).unwrap()
     })
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use cac::keys::{load_private_key, RustCrypto};
 use cac::{Card, Identity, Pin, PinPolicy, Status};
 use proptest::prelude::*;
-use rand_chacha::rand_core::{CryptoRng, RngCore, SeedableRng};
+use rand_chacha::rand_core::{Infallible, SeedableRng, TryCryptoRng, TryRng};
 
 const PIN: &[u8; 8] = b"12345678";
 
@@ -25,25 +25,22 @@ struct CountingRng {
     drawn: Arc<AtomicUsize>,
 }
 
-impl RngCore for CountingRng {
-    fn next_u32(&mut self) -> u32 {
+impl TryRng for CountingRng {
+    type Error = Infallible;
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
         self.drawn.fetch_add(4, Ordering::SeqCst);
-        self.inner.next_u32()
+        self.inner.try_next_u32()
     }
-    fn next_u64(&mut self) -> u64 {
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
         self.drawn.fetch_add(8, Ordering::SeqCst);
-        self.inner.next_u64()
+        self.inner.try_next_u64()
     }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Infallible> {
         self.drawn.fetch_add(dest.len(), Ordering::SeqCst);
-        self.inner.fill_bytes(dest)
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_chacha::rand_core::Error> {
-        self.fill_bytes(dest);
-        Ok(())
+        self.inner.try_fill_bytes(dest)
     }
 }
-impl CryptoRng for CountingRng {}
+impl TryCryptoRng for CountingRng {}
 
 fn card(max_tries: u8) -> (Card, Arc<AtomicUsize>) {
     let drawn = Arc::new(AtomicUsize::new(0));
@@ -197,10 +194,10 @@ fn no_response_contains_private_key_material() {
         certs_fixtures::default_card::ID1_KEY,
     ] {
         let text = std::str::from_utf8(pem).unwrap();
-        let key = rsa::RsaPrivateKey::from_pkcs8_pem(text).unwrap();
-        secrets.push(key.d().to_bytes_be());
+        let key = rsa::PrivateKey::from_pkcs8_pem(text).unwrap();
+        secrets.push(key.d().to_be_bytes_trimmed_vartime().to_vec());
         for p in key.primes() {
-            secrets.push(p.to_bytes_be());
+            secrets.push(p.to_be_bytes_trimmed_vartime().to_vec());
         }
     }
     let (mut card, _) = card(15);

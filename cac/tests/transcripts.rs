@@ -565,17 +565,18 @@ fn get_challenge() {
     );
 }
 
-fn public_key(i: usize) -> rsa::RsaPublicKey {
+fn public_key(i: usize) -> rsa::PublicKey {
     let der = cert_der(i);
     use der::Decode;
     let cert = x509_cert::Certificate::from_der(&der).unwrap();
-    let spki = der::Encode::to_der(&cert.tbs_certificate.subject_public_key_info).unwrap();
+    let spki = der::Encode::to_der(cert.tbs_certificate().subject_public_key_info()).unwrap();
     rsa::pkcs8::DecodePublicKey::from_public_key_der(&spki).unwrap()
 }
 
-fn raw_public(key: &rsa::RsaPublicKey, block: &[u8]) -> Vec<u8> {
-    let m = rsa::hazmat::rsa_encrypt(key, &rsa::BigUint::from_bytes_be(block)).unwrap();
-    let mut v = m.to_bytes_be();
+fn raw_public(key: &rsa::PublicKey, block: &[u8]) -> Vec<u8> {
+    let c = rsa::BoxedUint::from_be_slice(block, key.n_bits_precision()).unwrap();
+    let m = rsa::hazmat::rsa_encrypt(key, &c).unwrap();
+    let mut v = m.to_be_bytes_trimmed_vartime().to_vec();
     while v.len() < key.size() {
         v.insert(0, 0);
     }

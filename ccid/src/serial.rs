@@ -459,8 +459,11 @@ mod tests {
     fn device() -> (ReaderSet, CcidDevice) {
         let set = ReaderSet::new();
         let r = set.add_reader("s").unwrap();
-        let card =
-            vcac_sources::embedded::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap();
+        let card = vcac_sources::embedded::default_card(
+            &cac::keys::RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .unwrap();
         set.insert_card(r, card).unwrap();
         let dev = CcidDevice::new(DeviceConfig::gempc_twin(), &set, &[r]).unwrap();
         (set, dev)

@@ -51,7 +51,7 @@ fn send(dev: &mut CcidDevice, m: &[u8]) -> Result<(), BulkOutError> {
     for p in m.chunks(MAX_PACKET) {
         dev.handle_bulk_out(p)?;
     }
-    if m.len() % MAX_PACKET == 0 {
+    if m.len().is_multiple_of(MAX_PACKET) {
         dev.handle_bulk_out(&[])?;
     }
     Ok(())

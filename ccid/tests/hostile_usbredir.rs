@@ -18,8 +18,11 @@ use vreader::ReaderSet;
 fn host() -> (ReaderSet, UsbRedirHost) {
     let set = ReaderSet::new();
     let r = set.add_reader("s0").unwrap();
-    let card =
-        vcac_sources::embedded::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap();
+    let card = vcac_sources::embedded::default_card(
+        &cac::keys::RustCrypto,
+        rand_core::UnwrapErr(getrandom::SysRng),
+    )
+    .unwrap();
     set.insert_card(r, card).unwrap();
     let dev = CcidDevice::new(DeviceConfig::default(), &set, &[r]).unwrap();
     (set, UsbRedirHost::new(dev, "hostile"))
@@ -201,8 +204,11 @@ fn a_disconnect_mid_transfer_then_a_new_peer_is_served() {
     let addr = listener.local_addr().unwrap();
     let set = ReaderSet::new();
     let r = set.add_reader("s0").unwrap();
-    let card =
-        vcac_sources::embedded::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap();
+    let card = vcac_sources::embedded::default_card(
+        &cac::keys::RustCrypto,
+        rand_core::UnwrapErr(getrandom::SysRng),
+    )
+    .unwrap();
     set.insert_card(r, card).unwrap();
     let stop = AtomicBool::new(false);
     /// Stops the server even when an assertion fails, so the scope ends.

@@ -7,7 +7,7 @@ use der::asn1::{
 use der::oid::AssociatedOid;
 use der::{DateTime, Encode, Length, Writer};
 use rand_chacha::ChaCha20Rng;
-use rand_core::RngCore;
+use rand_core::Rng;
 use sha1::{Digest, Sha1};
 use signature::{Keypair, Signer};
 use spki::{
@@ -15,7 +15,9 @@ use spki::{
     SubjectPublicKeyInfoOwned,
 };
 use std::time::Duration;
-use x509_cert::builder::{Builder, CertificateBuilder, Profile};
+use x509_cert::builder::profile::BuilderProfile;
+use x509_cert::builder::{Builder, CertificateBuilder};
+use x509_cert::certificate::{Rfc5280, TbsCertificate};
 use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
 use x509_cert::ext::pkix::crl::dp::DistributionPoint;
 use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName, OtherName};
@@ -23,7 +25,7 @@ use x509_cert::ext::pkix::{
     AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
     CrlDistributionPoints, CrlNumber, KeyUsage, KeyUsages, SubjectAltName, SubjectKeyIdentifier,
 };
-use x509_cert::ext::{AsExtension, Extension};
+use x509_cert::ext::{Criticality, Extension, ToExtension};
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
@@ -69,9 +71,35 @@ impl Encode for ExtendedKeyUsage {
     }
 }
 
-impl AsExtension for ExtendedKeyUsage {
-    fn critical(&self, _subject: &Name, _extensions: &[Extension]) -> bool {
+impl Criticality for ExtendedKeyUsage {
+    fn criticality(&self, _subject: &Name, _extensions: &[Extension]) -> bool {
         false
+    }
+}
+
+/// The builder profile of a certificate whose subject, issuer and every
+/// extension this crate chooses: x509-cert adds nothing.
+struct Manual<'a> {
+    subject: &'a Name,
+    issuer: &'a Name,
+}
+
+impl BuilderProfile for Manual<'_> {
+    fn get_issuer(&self, _subject: &Name) -> Name {
+        self.issuer.clone()
+    }
+
+    fn get_subject(&self) -> Name {
+        self.subject.clone()
+    }
+
+    fn build_extensions(
+        &self,
+        _spk: spki::SubjectPublicKeyInfoRef<'_>,
+        _issuer_spk: spki::SubjectPublicKeyInfoRef<'_>,
+        _tbs: &TbsCertificate,
+    ) -> x509_cert::builder::Result<Vec<Extension>> {
+        Ok(Vec::new())
     }
 }
 
@@ -97,10 +125,7 @@ pub(crate) fn validity(from: u64, days: u32) -> Result<Validity, Error> {
         .checked_mul(DAY)
         .and_then(|d| d.checked_add(from))
         .ok_or_else(|| Error::InvalidOption(format!("validity {from} + {days} days overflows")))?;
-    Ok(Validity {
-        not_before: time_at(from)?,
-        not_after: time_at(until)?,
-    })
+    Ok(Validity::new(time_at(from)?, time_at(until)?))
 }
 
 /// A random positive serial number of 16 bytes (first byte 0x40..=0x7F, so
@@ -345,14 +370,13 @@ impl CertPlan {
     {
         let serial = SerialNumber::new(&self.serial)?;
         let mut builder = CertificateBuilder::new(
-            Profile::Manual {
-                issuer: Some(self.issuer.clone()),
+            Manual {
+                subject: &self.subject,
+                issuer: &self.issuer,
             },
             serial,
             self.validity,
-            self.subject.clone(),
             self.spki.clone(),
-            signer,
         )?;
         builder.add_extension(&self.ski)?;
         if let Some(aki) = &self.aki {
@@ -372,7 +396,7 @@ impl CertPlan {
         if let Some(aia) = &self.aia {
             builder.add_extension(aia)?;
         }
-        builder.build::<Sig>()
+        builder.build::<S, Sig>(signer)
     }
 }
 
@@ -392,7 +416,7 @@ pub(crate) fn issue_crl(
         .iter()
         .map(|serial| {
             Ok(RevokedCert {
-                serial_number: SerialNumber::new(serial).map_err(|e| {
+                serial_number: SerialNumber::<Rfc5280>::new(serial).map_err(|e| {
                     Error::InvalidOption(format!("revoked serial {serial:02x?}: {e}"))
                 })?,
                 revocation_date: this_update,
@@ -407,8 +431,10 @@ pub(crate) fn issue_crl(
         authority_cert_serial_number: None,
     };
     let extensions = vec![
-        aki.to_extension(issuer, &[]).map_err(|e| crypto(what, e))?,
-        CrlNumber(number)
+        (&aki)
+            .to_extension(issuer, &[])
+            .map_err(|e| crypto(what, e))?,
+        (&CrlNumber(number))
             .to_extension(issuer, &[])
             .map_err(|e| crypto(what, e))?,
     ];

@@ -3,7 +3,7 @@
 use der::asn1::BitString;
 use pkcs8::EncodePrivateKey;
 use rand_chacha::ChaCha20Rng;
-use rsa::RsaPrivateKey;
+use rand_core::Rng;
 use sha2::Sha256;
 use signature::{SignatureEncoding, Signer};
 use spki::{
@@ -67,6 +67,23 @@ pub(crate) struct KeyPair {
     pub(crate) pkcs8_der: Zeroizing<Vec<u8>>,
 }
 
+/// An EC key drawn from `rng` the way `p256`/`p384` 0.13 drew it
+/// (field-size bytes, big-endian, drawn again while zero or not below the
+/// group order), so that a seed keeps its keys; 0.14's `Generate` draws
+/// differently.
+fn ec_key<C>(rng: &mut ChaCha20Rng) -> p256::elliptic_curve::SecretKey<C>
+where
+    C: p256::elliptic_curve::CurveArithmetic,
+{
+    let mut bytes = Zeroizing::new(p256::elliptic_curve::FieldBytes::<C>::default());
+    loop {
+        rng.fill_bytes(&mut bytes);
+        if let Ok(key) = p256::elliptic_curve::SecretKey::<C>::from_bytes(&bytes) {
+            return key;
+        }
+    }
+}
+
 /// Generates a key of `key_type` from `rng`; `what` names the object in
 /// errors.
 pub(crate) fn generate(
@@ -76,14 +93,14 @@ pub(crate) fn generate(
 ) -> Result<KeyPair, Error> {
     match key_type.rsa_bits() {
         Some(bits) => {
-            let key = RsaPrivateKey::new(rng, bits).map_err(|e| crypto(what, e))?;
+            let key = crate::prime::rsa_key(rng, bits).map_err(|e| crypto(what, e))?;
             let pkcs8_der = Zeroizing::new(
                 key.to_pkcs8_der()
                     .map_err(|e| crypto(what, e))?
                     .as_bytes()
                     .to_vec(),
             );
-            let spki = SubjectPublicKeyInfoOwned::from_key(key.to_public_key())
+            let spki = SubjectPublicKeyInfoOwned::from_key(&key.to_public_key())
                 .map_err(|e| crypto(what, e))?;
             Ok(KeyPair {
                 key_type,
@@ -93,14 +110,14 @@ pub(crate) fn generate(
             })
         }
         None if key_type == KeyType::P384 => {
-            let key = p384::SecretKey::random(rng);
+            let key: p384::SecretKey = ec_key(rng);
             let pkcs8_der = Zeroizing::new(
                 key.to_pkcs8_der()
                     .map_err(|e| crypto(what, e))?
                     .as_bytes()
                     .to_vec(),
             );
-            let spki = SubjectPublicKeyInfoOwned::from_key(key.public_key())
+            let spki = SubjectPublicKeyInfoOwned::from_key(&key.public_key())
                 .map_err(|e| crypto(what, e))?;
             Ok(KeyPair {
                 key_type,
@@ -110,14 +127,14 @@ pub(crate) fn generate(
             })
         }
         None => {
-            let key = p256::SecretKey::random(rng);
+            let key: p256::SecretKey = ec_key(rng);
             let pkcs8_der = Zeroizing::new(
                 key.to_pkcs8_der()
                     .map_err(|e| crypto(what, e))?
                     .as_bytes()
                     .to_vec(),
             );
-            let spki = SubjectPublicKeyInfoOwned::from_key(key.public_key())
+            let spki = SubjectPublicKeyInfoOwned::from_key(&key.public_key())
                 .map_err(|e| crypto(what, e))?;
             Ok(KeyPair {
                 key_type,
@@ -126,5 +143,42 @@ pub(crate) fn generate(
                 pkcs8_der,
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The P-256 key of `vcac provision --seed 5 --key-type 0=p256` as
+    /// `p256` 0.13 generated it: a seed keeps its P-256 keys across the
+    /// RustCrypto upgrade (the RSA ones are held by the committed default
+    /// card).
+    #[test]
+    fn p256_keys_are_what_earlier_releases_drew() {
+        let pair = generate(KeyType::P256, &mut crate::rng::stream(5, "key/id0"), "id0").unwrap();
+        let key =
+            <p256::SecretKey as pkcs8::DecodePrivateKey>::from_pkcs8_der(&pair.pkcs8_der).unwrap();
+        let want = [
+            0x0b, 0x38, 0x84, 0x5f, 0x97, 0x56, 0xe5, 0xcf, 0x59, 0x2b, 0xc5, 0xc2, 0x79, 0x54,
+            0xeb, 0xfa, 0xe8, 0x6d, 0x91, 0x44, 0x73, 0x8a, 0x62, 0x21, 0x26, 0x39, 0x16, 0x1c,
+            0x52, 0x50, 0xce, 0xa7,
+        ];
+        assert_eq!(key.to_bytes().as_slice(), want);
+    }
+
+    /// The same for P-384 (`p384` 0.13 drew 48 bytes the same way).
+    #[test]
+    fn p384_keys_are_what_earlier_releases_drew() {
+        let pair = generate(KeyType::P384, &mut crate::rng::stream(5, "key/id0"), "id0").unwrap();
+        let key =
+            <p384::SecretKey as pkcs8::DecodePrivateKey>::from_pkcs8_der(&pair.pkcs8_der).unwrap();
+        let want = [
+            0x0b, 0x38, 0x84, 0x5f, 0x97, 0x56, 0xe5, 0xcf, 0x59, 0x2b, 0xc5, 0xc2, 0x79, 0x54,
+            0xeb, 0xfa, 0xe8, 0x6d, 0x91, 0x44, 0x73, 0x8a, 0x62, 0x21, 0x26, 0x39, 0x16, 0x1c,
+            0x52, 0x50, 0xce, 0xa7, 0x7d, 0xf9, 0x4a, 0xd5, 0xf4, 0xc6, 0xf9, 0x52, 0x07, 0xc6,
+            0x2c, 0x73, 0x3a, 0x5c, 0x9b, 0x5d,
+        ];
+        assert_eq!(key.to_bytes().as_slice(), want);
     }
 }

@@ -116,6 +116,7 @@ mod error;
 mod keys;
 mod name;
 mod pki;
+mod prime;
 mod rng;
 mod spec;
 

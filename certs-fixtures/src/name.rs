@@ -53,14 +53,14 @@ pub(crate) fn parse_dn(text: &str) -> Result<Name, Error> {
             "distinguished name {text:?}: no attributes"
         )));
     }
-    Ok(RdnSequence(rdns))
+    Ok(Name::hazmat_from_rdn_sequence(RdnSequence::from(rdns)))
 }
 
 /// `base` followed by `CN=common_name` (taken literally: commas allowed).
 pub(crate) fn with_common_name(base: &Name, common_name: &str) -> Result<Name, Error> {
-    let mut name = base.clone();
-    name.0.push(rdn("CN", common_name)?);
-    Ok(name)
+    let mut rdns = RdnSequence::from(base.clone());
+    rdns.push(rdn("CN", common_name)?);
+    Ok(Name::hazmat_from_rdn_sequence(rdns))
 }
 
 /// One single-valued RDN `key=value`.
@@ -92,7 +92,7 @@ fn rdn(key: &str, value: &str) -> Result<RelativeDistinguishedName, Error> {
     let value = Any::new(tag, value.as_bytes()).map_err(|e| bad(&e.to_string()))?;
     let atv = AttributeTypeAndValue { oid, value };
     let set = SetOfVec::try_from(vec![atv]).map_err(|e| bad(&e.to_string()))?;
-    Ok(RelativeDistinguishedName(set))
+    Ok(RelativeDistinguishedName::from(set))
 }
 
 #[cfg(test)]
@@ -103,7 +103,7 @@ mod tests {
     #[test]
     fn keeps_x500_order_and_picks_string_types() {
         let name = parse_dn("C=US, O=U.S. Government, OU=DoD, CN=DOE.JOHN.Q.1234567890").unwrap();
-        assert_eq!(name.0.len(), 4);
+        assert_eq!(name.iter_rdn().count(), 4);
         // RFC 4514 display is the reverse (most specific first).
         assert_eq!(
             name.to_string(),
@@ -118,7 +118,7 @@ mod tests {
         let utf8 = parse_dn("CN=Zoë").unwrap().to_der().unwrap();
         assert!(utf8.contains(&0x0c));
         let with_cn = with_common_name(&parse_dn("O=Org").unwrap(), "Doe, John").unwrap();
-        assert_eq!(with_cn.0.len(), 2);
+        assert_eq!(with_cn.iter_rdn().count(), 2);
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub(crate) fn stream(seed: u64, label: &str) -> ChaCha20Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand_core::RngCore;
+    use rand_core::Rng;
 
     #[test]
     fn streams_are_reproducible_and_independent() {

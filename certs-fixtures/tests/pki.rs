@@ -73,7 +73,7 @@ fn pem_to_der(pem: &[u8]) -> Vec<u8> {
 
 /// SubjectPublicKeyInfo DER derived from a PKCS#8 private key.
 fn spki_of_key(key_der: &[u8]) -> Vec<u8> {
-    if let Ok(rsa) = rsa::RsaPrivateKey::from_pkcs8_der(key_der) {
+    if let Ok(rsa) = rsa::PrivateKey::from_pkcs8_der(key_der) {
         return rsa.to_public_key().to_public_key_der().unwrap().into_vec();
     }
     let ec = p256::SecretKey::from_pkcs8_der(key_der).unwrap();
@@ -83,8 +83,8 @@ fn spki_of_key(key_der: &[u8]) -> Vec<u8> {
 fn spki_of_cert(cert_der: &[u8]) -> Vec<u8> {
     Certificate::from_der(cert_der)
         .unwrap()
-        .tbs_certificate
-        .subject_public_key_info
+        .tbs_certificate()
+        .subject_public_key_info()
         .to_der()
         .unwrap()
 }
@@ -406,7 +406,7 @@ fn crl_is_signed_and_revokes_what_was_asked() {
     assert!(String::from_utf8_lossy(&revoked.stderr).contains("certificate revoked"));
 
     // And x509-cert can parse it back.
-    let crl = CertificateList::from_der(pki.crl_der().unwrap()).unwrap();
+    let crl: CertificateList = CertificateList::from_der(pki.crl_der().unwrap()).unwrap();
     assert_eq!(crl.tbs_cert_list.revoked_certificates.unwrap().len(), 2);
 }
 
@@ -448,7 +448,7 @@ fn serial_numbers_are_positive_short_and_unique() {
             assert!(!serial.is_empty() && serial.len() <= 20);
             assert!(serial[0] & 0x80 == 0 && serial[0] != 0, "{serial:02x?}");
             let cert = Certificate::from_der(cred.cert_der()).unwrap();
-            assert_eq!(cert.tbs_certificate.serial_number.as_bytes(), serial);
+            assert_eq!(cert.tbs_certificate().serial_number().as_bytes(), serial);
             assert!(
                 seen.insert(serial.to_vec()),
                 "duplicate serial {serial:02x?}"

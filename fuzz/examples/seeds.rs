@@ -394,8 +394,8 @@ fn main() {
     push_data(&mut seed, d::ID1_PEM);
     c.add("der", &seed);
     // PKCS#1 inside PKCS#8 (bytes 26..: the RSAPrivateKey), as DER and PEM.
-    if let Ok(info) = pkcs8::PrivateKeyInfo::try_from(key_der.as_slice()) {
-        let p1 = info.private_key.to_vec();
+    if let Ok(info) = pkcs8::PrivateKeyInfoRef::try_from(key_der.as_slice()) {
+        let p1 = info.private_key.as_bytes().to_vec();
         let p1_pem =
             der::pem::encode_string("RSA PRIVATE KEY", der::pem::LineEnding::LF, &p1).expect("PEM");
         let mut seed = Vec::new();

@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use cac::keys::insecure::InsecureTestBackend;
 use cac::keys::{load_private_key, KeyAlgorithm, KeyError, KeyHandle};
 use cac::{Card, Identity, Pin, PinPolicy};
-use rand_core::{CryptoRngCore, SeedableRng};
+use rand_core::{CryptoRng, SeedableRng};
 
 /// A cursor over the fuzzer's bytes. Reads past the end return `None` or
 /// fewer bytes, never panic.
@@ -131,7 +131,7 @@ impl KeyHandle for Counted {
     fn private_op(
         &self,
         input: &[u8],
-        rng: &mut dyn CryptoRngCore,
+        rng: &mut dyn CryptoRng,
         out: &mut Vec<u8>,
     ) -> Result<(), KeyError> {
         PRIVATE_OPS.fetch_add(1, Ordering::SeqCst);

@@ -1057,7 +1057,11 @@ pub unsafe extern "C" fn vcard_emul_rsa_op(
             }
         }
         let mut out = Vec::with_capacity(input.len());
-        match k.handle.private_op(input, &mut rand_core::OsRng, &mut out) {
+        match k.handle.private_op(
+            input,
+            &mut rand_core::UnwrapErr(getrandom::SysRng),
+            &mut out,
+        ) {
             Ok(()) if out.len() == input.len() => {
                 // SAFETY: `buffer` has `out.len()` writable bytes.
                 unsafe { ptr::copy_nonoverlapping(out.as_ptr(), buffer, out.len()) };

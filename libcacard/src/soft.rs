@@ -50,11 +50,20 @@ impl Source {
         match self {
             Source::Dir(dir) => {
                 let select: Vec<usize> = nicknames.iter().filter_map(|n| dir_index(n)).collect();
-                vcac_sources::dir::load_selected(dir, &select, &RustCrypto, rand_core::OsRng)
-                    .map_err(|e| e.to_string())
+                vcac_sources::dir::load_selected(
+                    dir,
+                    &select,
+                    &RustCrypto,
+                    rand_core::UnwrapErr(getrandom::SysRng),
+                )
+                .map_err(|e| e.to_string())
             }
             Source::Nss(db) => db
-                .card(nicknames, Arc::new(RustCrypto), rand_core::OsRng)
+                .card(
+                    nicknames,
+                    Arc::new(RustCrypto),
+                    rand_core::UnwrapErr(getrandom::SysRng),
+                )
                 .map_err(|e| e.to_string()),
         }
     }
@@ -122,7 +131,7 @@ pub(crate) fn card_from_parts(parts: Vec<Part>) -> Result<Card, CardError> {
             None => Identity::certificate_only(der),
         });
     }
-    builder.build(rand_core::OsRng)
+    builder.build(rand_core::UnwrapErr(getrandom::SysRng))
 }
 
 #[cfg(test)]

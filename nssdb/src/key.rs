@@ -7,7 +7,7 @@
 //! scalar, no `[0]` parameters, `[1]` uncompressed public point) with
 //! id-ecPublicKey + the named-curve OID.
 
-use p256::elliptic_curve::sec1::ToEncodedPoint;
+use p256::elliptic_curve::sec1::ToSec1Point;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::asn1::{self, Reader, BIT_STRING, INTEGER, OCTET_STRING, OID, SEQUENCE};
@@ -156,7 +156,7 @@ impl RsaParts<'_> {
     /// Checks the numbers form one RSA key: n = p·q, e·d ≡ 1 mod p−1 and
     /// q−1, dp = d mod p−1, dq = d mod q−1, qinv·q ≡ 1 mod p.
     pub fn check_consistent(&self) -> Result<(), DecodeError> {
-        use rsa::BigUint;
+        use num_bigint_dig::BigUint;
         if self
             .all()
             .iter()
@@ -265,13 +265,13 @@ impl EcKey {
             Curve::P256 => p256::SecretKey::from_slice(&scalar)
                 .map_err(bad)?
                 .public_key()
-                .to_encoded_point(false)
+                .to_sec1_point(false)
                 .as_bytes()
                 .to_vec(),
             Curve::P384 => p384::SecretKey::from_slice(&scalar)
                 .map_err(bad)?
                 .public_key()
-                .to_encoded_point(false)
+                .to_sec1_point(false)
                 .as_bytes()
                 .to_vec(),
         };

@@ -3,7 +3,7 @@
 //! PBE with SHA-1 and 3-key triple DES that migrated databases keep.
 
 use cbc::cipher::block_padding::Pkcs7;
-use cbc::cipher::{BlockDecryptMut, KeyIvInit};
+use cbc::cipher::{BlockModeDecrypt, KeyIvInit};
 use hmac::{Hmac, Mac};
 use sha1::{Digest, Sha1};
 use sha2::{Sha256, Sha384, Sha512};
@@ -302,7 +302,7 @@ impl<'a> EncryptedValue<'a> {
                 let key = kdf.derive(pass_key, 32);
                 let dec = cbc::Decryptor::<aes::Aes256>::new_from_slices(&key, &iv)
                     .map_err(|_| DecodeError::BadValue("AES key or IV length"))?;
-                dec.decrypt_padded_mut::<Pkcs7>(&mut buf)
+                dec.decrypt_padded::<Pkcs7>(&mut buf)
                     .map_err(|_| DecodeError::BadPadding)?
                     .len()
             }
@@ -313,7 +313,7 @@ impl<'a> EncryptedValue<'a> {
                         cbc::Decryptor::<des::TdesEde3>::new_from_slices(key, iv)
                             .map_err(|_| DecodeError::BadValue("3DES key or IV length"))
                             .and_then(|dec| {
-                                dec.decrypt_padded_mut::<Pkcs7>(&mut buf)
+                                dec.decrypt_padded::<Pkcs7>(&mut buf)
                                     .map(|p| p.len())
                                     .map_err(|_| DecodeError::BadPadding)
                             })
@@ -375,7 +375,7 @@ fn legacy_key_material(pass_key: &[u8], salt: &[u8], iterations: u32) -> [u8; 40
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use cbc::cipher::BlockEncryptMut;
+    use cbc::cipher::BlockModeEncrypt;
     use hex_literal::hex;
 
     fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
@@ -417,7 +417,7 @@ pub(crate) mod tests {
         let key = kdf.derive(pk, 32);
         let ct = cbc::Encryptor::<aes::Aes256>::new_from_slices(&key, &iv_tlv)
             .unwrap()
-            .encrypt_padded_vec_mut::<Pkcs7>(plain);
+            .encrypt_padded_vec::<Pkcs7>(plain);
         let enc = tlv(asn1::SEQUENCE, &[&tlv(OID, &[OID_AES256_CBC]), &iv_tlv]);
         let params = tlv(asn1::SEQUENCE, &[&pbkdf2_alg(salt, iter, Some(32)), &enc]);
         let alg = tlv(asn1::SEQUENCE, &[&tlv(OID, &[OID_PBES2]), &params]);
@@ -428,7 +428,7 @@ pub(crate) mod tests {
         let km = legacy_key_material(pk.bytes(), salt, iter);
         let ct = cbc::Encryptor::<des::TdesEde3>::new_from_slices(&km[..24], &km[32..40])
             .unwrap()
-            .encrypt_padded_vec_mut::<Pkcs7>(plain);
+            .encrypt_padded_vec::<Pkcs7>(plain);
         let mut params = tlv(OCTET_STRING, &[salt]);
         asn1::write_uint(&mut params, &iter.to_be_bytes());
         let alg = tlv(

@@ -247,7 +247,7 @@ fn empty_password_rsa_2048_and_ec_p256() {
     use rsa::pkcs8::DecodePrivateKey;
     use signature::{SignatureEncoding, Signer};
     let msg = b"signed in Rust";
-    let rsa = rsa::RsaPrivateKey::from_pkcs8_der(&rsa_key).unwrap();
+    let rsa = rsa::PrivateKey::from_pkcs8_der(&rsa_key).unwrap();
     let sig = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(rsa)
         .sign(msg)
         .to_vec();
@@ -405,7 +405,7 @@ fn libcacard_style_three_rsa_certs() {
         // A raw RSA private-key operation, as a card does, verifies too.
         use rsa::pkcs8::DecodePrivateKey;
         use signature::{SignatureEncoding, Signer};
-        let rsa = rsa::RsaPrivateKey::from_pkcs8_der(&key).unwrap();
+        let rsa = rsa::PrivateKey::from_pkcs8_der(&key).unwrap();
         let sig = rsa::pkcs1v15::SigningKey::<sha2::Sha256>::new(rsa)
             .sign(b"libcacard")
             .to_vec();

@@ -68,7 +68,7 @@ fn warn_if_readable_by_others(_: &Path, _: &std::fs::Metadata) {}
 pub fn load(
     dir: &Path,
     backend: &dyn KeyBackend,
-    rng: impl rand_core::CryptoRngCore + Send + 'static,
+    rng: impl rand_core::CryptoRng + Send + 'static,
 ) -> Result<Card, CardDirError> {
     load_asking(dir, backend, rng, &mut |_| None)
 }
@@ -122,7 +122,7 @@ pub type PasswordText = String;
 pub fn load_asking(
     dir: &Path,
     backend: &dyn KeyBackend,
-    rng: impl rand_core::CryptoRngCore + Send + 'static,
+    rng: impl rand_core::CryptoRng + Send + 'static,
     ask: &mut dyn FnMut(&Path) -> Option<PasswordText>,
 ) -> Result<Card, CardDirError> {
     let toml_path = dir.join("card.toml");
@@ -160,7 +160,7 @@ pub fn load_selected(
     dir: &Path,
     select: &[usize],
     backend: &dyn KeyBackend,
-    rng: impl rand_core::CryptoRngCore + Send + 'static,
+    rng: impl rand_core::CryptoRng + Send + 'static,
 ) -> Result<Option<Card>, CardDirError> {
     let toml_path = dir.join("card.toml");
     let fail = |path: PathBuf, reason: String| CardDirError { path, reason };
@@ -212,8 +212,13 @@ mod tests {
     fn loads_a_written_default_card() {
         let tmp = tempfile::tempdir().unwrap();
         write_default(tmp.path());
-        let card = load(tmp.path(), &RustCrypto, rand_core::OsRng).unwrap();
-        let embedded = default_card(&RustCrypto, rand_core::OsRng).unwrap();
+        let card = load(
+            tmp.path(),
+            &RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .unwrap();
+        let embedded = default_card(&RustCrypto, rand_core::UnwrapErr(getrandom::SysRng)).unwrap();
         assert_eq!(card.card_id(), embedded.card_id());
         assert_eq!(pin_of(tmp.path()).as_deref(), Some("12345678"));
     }
@@ -222,10 +227,20 @@ mod tests {
     fn loads_selected_identities() {
         let tmp = tempfile::tempdir().unwrap();
         write_default(tmp.path());
-        let full = load(tmp.path(), &RustCrypto, rand_core::OsRng).unwrap();
-        let mut two = load_selected(tmp.path(), &[2, 9, 0], &RustCrypto, rand_core::OsRng)
-            .unwrap()
-            .unwrap();
+        let full = load(
+            tmp.path(),
+            &RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .unwrap();
+        let mut two = load_selected(
+            tmp.path(),
+            &[2, 9, 0],
+            &RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .unwrap()
+        .unwrap();
         assert_ne!(two.card_id(), full.card_id());
         assert_eq!(two.pin_tries_left(), full.pin_tries_left());
         two.power_on();
@@ -236,32 +251,55 @@ mod tests {
             ]);
             assert_eq!(r, sw, "PKI {i}");
         }
-        assert!(
-            load_selected(tmp.path(), &[7], &RustCrypto, rand_core::OsRng)
-                .unwrap()
-                .is_none()
-        );
+        assert!(load_selected(
+            tmp.path(),
+            &[7],
+            &RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng)
+        )
+        .unwrap()
+        .is_none());
     }
 
     #[test]
     fn errors_name_the_file() {
         let tmp = tempfile::tempdir().unwrap();
-        let e = load(tmp.path(), &RustCrypto, rand_core::OsRng).unwrap_err();
+        let e = load(
+            tmp.path(),
+            &RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .unwrap_err();
         assert_eq!(e.path, tmp.path().join("card.toml"));
         write_default(tmp.path());
         std::fs::write(tmp.path().join("id1.pem"), b"garbage").unwrap();
-        let e = load(tmp.path(), &RustCrypto, rand_core::OsRng).unwrap_err();
+        let e = load(
+            tmp.path(),
+            &RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .unwrap_err();
         assert_eq!(e.path, tmp.path().join("id1.pem"));
         assert!(e.to_string().contains("neither PEM"), "{e}");
         std::fs::write(tmp.path().join("card.toml"), "[pin]\npin = \"1\"\n").unwrap();
-        let e = load(tmp.path(), &RustCrypto, rand_core::OsRng).unwrap_err();
+        let e = load(
+            tmp.path(),
+            &RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("card.toml: pin.pin"), "{e}");
         std::fs::write(
             tmp.path().join("card.toml"),
             "[pin]\npin = \"123456\"\n[[identity]]\ncert = \"../etc/passwd\"\n",
         )
         .unwrap();
-        let e = load(tmp.path(), &RustCrypto, rand_core::OsRng).unwrap_err();
+        let e = load(
+            tmp.path(),
+            &RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("inside the card directory"), "{e}");
     }
 }

@@ -13,7 +13,7 @@ pub const PIN: &str = certs_fixtures::default_card::PIN;
 /// [`PIN`]), no files needed.
 pub fn default_card(
     backend: &dyn KeyBackend,
-    rng: impl rand_core::CryptoRngCore + Send + 'static,
+    rng: impl rand_core::CryptoRng + Send + 'static,
 ) -> Result<Card, ConfigError> {
     let files = certs_fixtures::default_card::files();
     let mut read = |name: &str| {

@@ -190,7 +190,13 @@ mod tests {
     use cac::config::StatusFault;
 
     fn card() -> Box<dyn VirtualCard> {
-        Box::new(crate::embedded::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap())
+        Box::new(
+            crate::embedded::default_card(
+                &cac::keys::RustCrypto,
+                rand_core::UnwrapErr(getrandom::SysRng),
+            )
+            .unwrap(),
+        )
     }
 
     const SELECT_CCC: [u8; 12] = [

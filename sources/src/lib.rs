@@ -22,7 +22,7 @@
 //!
 //! ```
 //! # #[cfg(feature = "embedded")] {
-//! let mut card = vcac_sources::embedded::default_card(&cac::keys::RustCrypto, rand_core::OsRng)?;
+//! let mut card = vcac_sources::embedded::default_card(&cac::keys::RustCrypto, rand_core::UnwrapErr(getrandom::SysRng))?;
 //! assert_eq!(card.power_on(), cac::DEFAULT_ATR);
 //! # }
 //! # Ok::<(), Box<dyn std::error::Error>>(())

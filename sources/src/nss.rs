@@ -27,7 +27,7 @@
 //! ```no_run
 //! use std::sync::Arc;
 //! let db = vcac_sources::nss::NssDb::open("sql:/etc/pki/nssdb")?;
-//! let card = db.card(&["cert1", "cert2", "cert3"], Arc::new(cac::keys::RustCrypto), rand_core::OsRng)?;
+//! let card = db.card(&["cert1", "cert2", "cert3"], Arc::new(cac::keys::RustCrypto), rand_core::UnwrapErr(getrandom::SysRng))?;
 //! assert!(card.is_some(), "at least one certificate was found");
 //! # Ok::<(), vcac_sources::nss::NssError>(())
 //! ```
@@ -39,7 +39,7 @@ use cac::keys::{KeyAlgorithm, KeyBackend, KeyError, KeyHandle};
 use cac::security::{SecurityEnvironment, INS_VERIFY};
 use cac::{Card, CardBuilder, CommandView, Identity, Pin, PinPolicy, Status};
 use nssdb::raw::{CertInfo, Curve, PublicKey};
-use rand_core::CryptoRngCore;
+use rand_core::CryptoRng;
 
 /// Why an NSS database cannot become a card. The message names the file.
 #[derive(Debug)]
@@ -137,7 +137,7 @@ impl NssDb {
         &self,
         nicknames: &[S],
         backend: Arc<dyn KeyBackend>,
-        rng: impl CryptoRngCore + Send + 'static,
+        rng: impl CryptoRng + Send + 'static,
     ) -> Result<Option<Card>, NssError> {
         let mut keys = Vec::new();
         let mut identities = Vec::new();
@@ -281,7 +281,7 @@ impl KeyHandle for NssKey {
     fn private_op(
         &self,
         input: &[u8],
-        rng: &mut dyn CryptoRngCore,
+        rng: &mut dyn CryptoRng,
         out: &mut Vec<u8>,
     ) -> Result<(), KeyError> {
         let loaded = self.slot().clone();

@@ -174,7 +174,7 @@ fn overlay_files(dir: &Path) -> Overlay {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.is_empty() {
+    if !s.len().is_multiple_of(2) || s.is_empty() {
         return None;
     }
     (0..s.len())
@@ -222,7 +222,7 @@ pub fn load_card(
     card_toml: &str,
     read: &mut dyn FnMut(&str) -> Result<Vec<u8>, String>,
     backend: &dyn KeyBackend,
-    rng: impl rand_core::CryptoRngCore + Send + 'static,
+    rng: impl rand_core::CryptoRng + Send + 'static,
 ) -> Result<Card, ConfigError> {
     let dir_owned = dir.to_owned();
     config::load_card_with(

@@ -60,7 +60,7 @@ use cryptoki::object::{Attribute, AttributeType, CertificateType, ObjectClass, O
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use cryptoki::types::AuthPin;
-use rand_core::CryptoRngCore;
+use rand_core::CryptoRng;
 use vreader::{ReaderId, ReaderSet};
 use zeroize::Zeroizing;
 
@@ -622,7 +622,7 @@ pub fn type1_payload(block: &[u8]) -> Option<&[u8]> {
 
 /// DER `ECDSA-Sig-Value` from the `r ‖ s` a token's `CKM_ECDSA` returns.
 pub fn ecdsa_der(raw: &[u8]) -> Option<Vec<u8>> {
-    if raw.is_empty() || raw.len() % 2 != 0 {
+    if raw.is_empty() || !raw.len().is_multiple_of(2) {
         return None;
     }
     let (r, s) = raw.split_at(raw.len() / 2);
@@ -767,7 +767,7 @@ impl KeyHandle for TokenKey {
     fn private_op(
         &self,
         input: &[u8],
-        _rng: &mut dyn CryptoRngCore,
+        _rng: &mut dyn CryptoRng,
         out: &mut Vec<u8>,
     ) -> Result<(), KeyError> {
         let mut t = lock(&self.token);
@@ -840,8 +840,10 @@ fn algorithm_of(spki: &spki::SubjectPublicKeyInfoOwned) -> Result<KeyAlgorithm, 
     const P256: der::asn1::ObjectIdentifier =
         der::asn1::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
     if spki.algorithm.oid == RSA {
-        let key = pkcs1::RsaPublicKey::from_der(spki.subject_public_key.raw_bytes())
-            .map_err(|e| format!("RSA public key: {e}"))?;
+        let key = pkcs1::RsaPublicKey::<der::asn1::UintRef<'_>>::from_der(
+            spki.subject_public_key.raw_bytes(),
+        )
+        .map_err(|e| format!("RSA public key: {e}"))?;
         let n = key.modulus.as_bytes();
         let zeros = n.iter().take_while(|b| **b == 0).count();
         let n = n.get(zeros..).unwrap_or_default();
@@ -888,7 +890,7 @@ pub struct TokenCard {
 pub fn load_token(
     module: &Module,
     slot_id: u64,
-    rng: impl CryptoRngCore + Send + 'static,
+    rng: impl CryptoRng + Send + 'static,
 ) -> Result<TokenCard, Pkcs11Error> {
     let slot = module.slot(slot_id)?;
     let ctx = &module.ctx;
@@ -995,7 +997,7 @@ pub fn load_token(
                 continue;
             }
         };
-        let spki = &parsed.tbs_certificate.subject_public_key_info;
+        let spki = parsed.tbs_certificate().subject_public_key_info();
         let algorithm = match algorithm_of(spki) {
             Ok(KeyAlgorithm::EcP256) if !mechanisms.ecdsa => {
                 log::warn!(
@@ -1231,7 +1233,7 @@ impl Watcher {
                 Self::skip(&mut self.skipped, &mut changes, p, "no free reader".into());
                 continue;
             };
-            match load_token(&self.module, slot, rand_core::OsRng) {
+            match load_token(&self.module, slot, rand_core::UnwrapErr(getrandom::SysRng)) {
                 Ok(tc) => {
                     let identities = tc.identities.len();
                     match set.insert_card(bay.reader, tc.card) {

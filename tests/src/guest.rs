@@ -196,7 +196,7 @@ pub fn usbredir_guest_image() -> GuestImage {
         .unwrap();
     assert!(cpio.status.success() && !cpio.stdout.is_empty(), "cpio");
     let mut image = std::fs::read(dir.join("initramfs.cpio")).unwrap();
-    while image.len() % 4 != 0 {
+    while !image.len().is_multiple_of(4) {
         image.push(0);
     }
     image.extend_from_slice(&cpio.stdout);
@@ -473,7 +473,7 @@ impl Drop for VcacChild {
 
 /// Decodes hex text.
 pub fn hex_decode(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex: {s}");
+    assert!(s.len().is_multiple_of(2), "odd hex: {s}");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or_else(|_| panic!("bad hex: {s}")))
@@ -557,7 +557,7 @@ pub fn with_init(base: &GuestImage, init: &Path, out: &Path) -> GuestImage {
         .expect("run busybox cpio");
     assert!(cpio.status.success() && !cpio.stdout.is_empty(), "cpio");
     let mut image = std::fs::read(&base.initrd).unwrap();
-    while image.len() % 4 != 0 {
+    while !image.len().is_multiple_of(4) {
         image.push(0);
     }
     image.extend_from_slice(&cpio.stdout);

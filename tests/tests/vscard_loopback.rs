@@ -26,7 +26,11 @@ const ATR_HEX: &str = "3B7A18000073667465206364313434";
 const SELECT_CCC: [u8; 12] = hex!("00 A4 04 00 07 A0 00 00 01 16 DB 00");
 
 fn card() -> cac::Card {
-    vcac_sources::embedded::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap()
+    vcac_sources::embedded::default_card(
+        &cac::keys::RustCrypto,
+        rand_core::UnwrapErr(getrandom::SysRng),
+    )
+    .unwrap()
 }
 
 fn hex(bytes: &[u8]) -> String {

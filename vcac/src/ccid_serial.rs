@@ -75,8 +75,9 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
     let mut pins = Vec::new();
     if args.cards.is_empty() {
         pins.push(certs_fixtures::default_card::PIN.to_owned());
-        let card = embedded::default_card(backend.as_ref(), rand_core::OsRng)
-            .map_err(|e| format!("embedded default card: {e}"))?;
+        let card =
+            embedded::default_card(backend.as_ref(), rand_core::UnwrapErr(getrandom::SysRng))
+                .map_err(|e| format!("embedded default card: {e}"))?;
         described.push(format!(
             "slot 0: the embedded default card (serial {}), PIN {}",
             hex(card.card_id()),
@@ -86,8 +87,12 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         set.insert_card(first, card).map_err(|e| e.to_string())?;
     }
     for (dir, &reader) in args.cards.iter().zip(&readers) {
-        let card =
-            card_dir::load(dir, backend.as_ref(), rand_core::OsRng).map_err(|e| e.to_string())?;
+        let card = card_dir::load(
+            dir,
+            backend.as_ref(),
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .map_err(|e| e.to_string())?;
         let pin = card_dir::pin_of(dir).unwrap_or_else(|| "?".into());
         pins.push(pin.clone());
         described.push(format!(

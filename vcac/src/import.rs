@@ -197,19 +197,23 @@ pub(crate) fn run(args: ImportArgs) -> Result<(), String> {
             .map(|(_, b)| b.to_vec())
             .ok_or_else(|| "no such file".to_owned())
     };
-    cac::config::load_card(&toml, &mut read, &cac::keys::RustCrypto, rand_core::OsRng).map_err(
-        |e| {
-            let msg = e.to_string();
-            // Name the PKCS#12 file the identity came from.
-            match msg.strip_prefix("id").and_then(|r| r.split_once('.')) {
-                Some((n, rest)) => match n.parse::<usize>().ok().and_then(|n| args.files.get(n)) {
-                    Some(f) => format!("{}: id{n}.{rest}", f.display()),
-                    None => msg,
-                },
+    cac::config::load_card(
+        &toml,
+        &mut read,
+        &cac::keys::RustCrypto,
+        rand_core::UnwrapErr(getrandom::SysRng),
+    )
+    .map_err(|e| {
+        let msg = e.to_string();
+        // Name the PKCS#12 file the identity came from.
+        match msg.strip_prefix("id").and_then(|r| r.split_once('.')) {
+            Some((n, rest)) => match n.parse::<usize>().ok().and_then(|n| args.files.get(n)) {
+                Some(f) => format!("{}: id{n}.{rest}", f.display()),
                 None => msg,
-            }
-        },
-    )?;
+            },
+            None => msg,
+        }
+    })?;
 
     std::fs::create_dir_all(&args.out).map_err(|e| format!("{}: {e}", args.out.display()))?;
     let mut names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();

@@ -83,13 +83,13 @@ pub(crate) fn run(dir: &Path) -> Result<(), String> {
         let der =
             certificate_der(&read(dir, &id.cert)?).map_err(|e| format!("{}: {e}", id.cert))?;
         let cert = Certificate::from_der(&der).map_err(|e| format!("{}: {e}", id.cert))?;
-        let tbs = &cert.tbs_certificate;
+        let tbs = cert.tbs_certificate();
         let key = match &id.key {
             Some(k) => {
                 let handle = load_private_key(&RustCrypto, &read(dir, k)?)
                     .map_err(|e| format!("{k}: {e}"))?;
                 let spki = tbs
-                    .subject_public_key_info
+                    .subject_public_key_info()
                     .to_der()
                     .map_err(|e| e.to_string())?;
                 let matches = if spki == handle.public_key_der() {
@@ -117,13 +117,13 @@ pub(crate) fn run(dir: &Path) -> Result<(), String> {
                 }
             );
         }
-        println!("    subject  {}", tbs.subject);
-        println!("    issuer   {}", tbs.issuer);
-        println!("    expires  {}", tbs.validity.not_after);
+        println!("    subject  {}", tbs.subject());
+        println!("    issuer   {}", tbs.issuer());
+        println!("    expires  {}", tbs.validity().not_after);
         let mut ekus = Vec::new();
         let mut kus = Vec::new();
         let mut sans = Vec::new();
-        for ext in tbs.extensions.iter().flatten() {
+        for ext in tbs.extensions().iter().flat_map(|e| e.iter()) {
             let value = ext.extn_value.as_bytes();
             match ext.extn_id.to_string().as_str() {
                 "2.5.29.37" => {

@@ -61,7 +61,7 @@ pub(crate) fn load(
         list(&skipped)
     );
     let card = db
-        .card(&found, backend, rand_core::OsRng)
+        .card(&found, backend, rand_core::UnwrapErr(getrandom::SysRng))
         .map_err(|e| format!("--nssdb {spec}: {e}"))?
         .ok_or_else(|| {
             format!(

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use certs_fixtures::{CardOptions, IdentitySpec, KeyType, PkiBuilder, Role};
 use clap::Args;
-use rand_core::RngCore;
+use rand_core::Rng;
 
 /// Options of `vcac provision`.
 #[derive(Args, Debug)]
@@ -190,7 +190,9 @@ pub(crate) fn run(args: ProvisionArgs) -> Result<(), String> {
         .unwrap_or_else(|| if piv { "123456" } else { "12345678" }.to_owned());
     let types = key_types(&args.key_types, count, piv)?;
     let valid_from = parse_when(&args.valid_from)?;
-    let seed = args.seed.unwrap_or_else(|| rand_core::OsRng.next_u64());
+    let seed = args
+        .seed
+        .unwrap_or_else(|| rand_core::UnwrapErr(getrandom::SysRng).next_u64());
 
     let ca_key =
         parse_key_type(&args.ca_key_type).map_err(|e| e.replace("--key-type", "--ca-key-type"))?;

@@ -212,7 +212,7 @@ pub(crate) fn load_cards(
 ) -> Result<Vec<Loaded>, String> {
     let hex = |b: &[u8]| recording::encode_hex(b);
     if sources.is_empty() {
-        let card = embedded::default_card(backend, rand_core::OsRng)
+        let card = embedded::default_card(backend, rand_core::UnwrapErr(getrandom::SysRng))
             .map_err(|e| format!("embedded default card: {e}"))?;
         return Ok(vec![Loaded {
             label: "the embedded default card".into(),
@@ -257,8 +257,13 @@ pub(crate) fn load_dir(
 ) -> Result<(Box<dyn VirtualCard>, String), String> {
     let mut ask =
         |p: &Path| crate::import::ask_password(&format!("Password for {}: ", p.display()));
-    let card = card_dir::load_asking(dir, backend, rand_core::OsRng, &mut ask)
-        .map_err(|e| e.to_string())?;
+    let card = card_dir::load_asking(
+        dir,
+        backend,
+        rand_core::UnwrapErr(getrandom::SysRng),
+        &mut ask,
+    )
+    .map_err(|e| e.to_string())?;
     let serial = recording::encode_hex(card.card_id());
     let toml_path = dir.join("card.toml");
     let toml = read_bounded(&toml_path, card_dir::MAX_FILE)?;
@@ -334,7 +339,11 @@ mod tests {
     fn recording_card_writes_masked_exchanges_and_replays_them() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("rec.apdu");
-        let card = embedded::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap();
+        let card = embedded::default_card(
+            &cac::keys::RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .unwrap();
         let mut rec: Box<dyn VirtualCard> =
             Box::new(RecordingCard::new(Box::new(card), &path, false).unwrap());
         rec.power_on().unwrap();

@@ -162,7 +162,7 @@ fn hex_val(c: char) -> Option<u8> {
 /// Parses hex with free whitespace into bytes.
 pub(crate) fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<char> = text.chars().filter(|c| !c.is_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!(
             "odd number of hex digits ({}) in \"{}\"",
             digits.len(),

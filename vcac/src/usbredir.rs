@@ -199,8 +199,9 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
     let mut pins = Vec::new();
     let mut stdout = std::io::stdout().lock();
     if args.cards.is_empty() {
-        let card = embedded::default_card(backend.as_ref(), rand_core::OsRng)
-            .map_err(|e| format!("embedded default card: {e}"))?;
+        let card =
+            embedded::default_card(backend.as_ref(), rand_core::UnwrapErr(getrandom::SysRng))
+                .map_err(|e| format!("embedded default card: {e}"))?;
         let pin = certs_fixtures::default_card::PIN.to_owned();
         let _ = writeln!(
             stdout,
@@ -212,8 +213,12 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
         set.insert_card(first, card).map_err(|e| e.to_string())?;
     }
     for (dir, &reader) in args.cards.iter().zip(&readers) {
-        let card =
-            card_dir::load(dir, backend.as_ref(), rand_core::OsRng).map_err(|e| e.to_string())?;
+        let card = card_dir::load(
+            dir,
+            backend.as_ref(),
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .map_err(|e| e.to_string())?;
         let pin = card_dir::pin_of(dir).unwrap_or_default();
         let _ = writeln!(
             stdout,

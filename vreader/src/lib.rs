@@ -35,7 +35,7 @@
 //! # fn card() -> cac::Card {
 //! #     let files = certs_fixtures::default_card::files();
 //! #     let mut read = |n: &str| files.iter().find(|(f, _)| *f == n).map(|(_, b)| b.to_vec()).ok_or(String::new());
-//! #     cac::config::load_card(certs_fixtures::default_card::CARD_TOML, &mut read, &cac::keys::RustCrypto, rand_core::OsRng).unwrap()
+//! #     cac::config::load_card(certs_fixtures::default_card::CARD_TOML, &mut read, &cac::keys::RustCrypto, rand_core::UnwrapErr(getrandom::SysRng)).unwrap()
 //! # }
 //! let set = ReaderSet::new();
 //! let events = set.subscribe();

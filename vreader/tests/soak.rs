@@ -32,7 +32,7 @@ use cac::keys::insecure::InsecureTestBackend;
 use cac::keys::{load_private_key, KeyHandle, RustCrypto};
 use cac::{Card, Identity, Pin, PinPolicy};
 use rand_chacha::ChaCha20Rng;
-use rand_core::{RngCore, SeedableRng};
+use rand_core::{Rng, SeedableRng};
 use vreader::{ReaderId, ReaderSet, VirtualCard};
 
 const CARDS: usize = 100;
@@ -78,7 +78,7 @@ fn keys() -> &'static Keys {
 
 fn card(n: usize) -> Card {
     let k = keys();
-    let keys = if n % REAL_EVERY == 0 {
+    let keys = if n.is_multiple_of(REAL_EVERY) {
         &k.real
     } else {
         &k.fast
@@ -194,7 +194,7 @@ fn drive(set: &ReaderSet, slots: &mut [Slot], seed: u64, budget: u64, counts: &C
             // A signature: select, login, SIGN (extended, or T=0 chained
             // and fetched with GET RESPONSE).
             15..=44 => {
-                let real = slot.n % REAL_EVERY == 0;
+                let real = slot.n.is_multiple_of(REAL_EVERY);
                 if real && roll % 4 != 0 {
                     continue;
                 }

@@ -708,7 +708,7 @@ mod run {
         for (cert, key) in ids {
             let mut card = Card::builder(PinPolicy::new(Pin::new(PIN).unwrap()))
                 .identity(Identity::new(cert.clone(), Arc::clone(key)))
-                .build(rand_core::OsRng)
+                .build(rand_core::UnwrapErr(getrandom::SysRng))
                 .unwrap();
             card.power_on();
             cards.push(card);

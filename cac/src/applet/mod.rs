@@ -6,7 +6,7 @@
 //! selected. The PIV applet keeps its own security state and answers
 //! them itself.
 
-use rand_core::CryptoRngCore;
+use rand_core::CryptoRng;
 use zeroize::Zeroize;
 
 use crate::apdu::CommandView;
@@ -37,7 +37,7 @@ pub(crate) struct Ctx<'a> {
     /// The security environment of the applet being called.
     pub(crate) security: &'a mut dyn SecurityEnvironment,
     /// The card's RNG (blinding, challenges).
-    pub(crate) rng: &'a mut dyn CryptoRngCore,
+    pub(crate) rng: &'a mut dyn CryptoRng,
     /// The SIGN/DECRYPT chaining buffer.
     pub(crate) chain: &'a mut Chain,
     /// Index of the applet being called (chains remember their owner).

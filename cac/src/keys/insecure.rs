@@ -14,7 +14,7 @@
 use std::sync::Arc;
 
 use der::{Decode, Encode};
-use rand_core::CryptoRngCore;
+use rand_core::CryptoRng;
 use sha2::{Digest, Sha256};
 
 use super::{KeyAlgorithm, KeyBackend, KeyError, KeyHandle};
@@ -29,14 +29,14 @@ impl KeyBackend for InsecureTestBackend {
     }
 
     fn load_pkcs8_der(&self, der: &[u8]) -> Result<Arc<dyn KeyHandle>, KeyError> {
-        let info = pkcs8::PrivateKeyInfo::try_from(der)
+        let info = pkcs8::PrivateKeyInfoRef::try_from(der)
             .map_err(|e| KeyError::Parse(format!("PKCS#8 PrivateKeyInfo: {e}")))?;
         if info.algorithm.oid != pkcs8::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1") {
             return Err(KeyError::Unsupported(
                 "the insecure test backend handles RSA keys only".into(),
             ));
         }
-        let rsa = pkcs1::RsaPrivateKey::from_der(info.private_key)
+        let rsa = pkcs1::RsaPrivateKeyRef::from_der(info.private_key.as_bytes())
             .map_err(|e| KeyError::Parse(format!("PKCS#1 RSAPrivateKey: {e}")))?;
         let modulus = rsa.modulus.as_bytes();
         let bits = u16::try_from(modulus.len() * 8)
@@ -85,7 +85,7 @@ impl KeyHandle for InsecureRsa {
     fn private_op(
         &self,
         input: &[u8],
-        _rng: &mut dyn CryptoRngCore,
+        _rng: &mut dyn CryptoRng,
         out: &mut Vec<u8>,
     ) -> Result<(), KeyError> {
         if input.len() != self.len {

@@ -25,7 +25,7 @@
 use core::fmt;
 use std::sync::Arc;
 
-use rand_core::CryptoRngCore;
+use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
 #[cfg(feature = "insecure-test-backend")]
@@ -127,7 +127,7 @@ pub trait KeyHandle: Send + Sync + fmt::Debug {
     fn private_op(
         &self,
         input: &[u8],
-        rng: &mut dyn CryptoRngCore,
+        rng: &mut dyn CryptoRng,
         out: &mut Vec<u8>,
     ) -> Result<(), KeyError>;
 
@@ -176,7 +176,7 @@ pub trait KeyBackend: Send + Sync {
     fn generate(
         &self,
         algorithm: KeyAlgorithm,
-        rng: &mut dyn CryptoRngCore,
+        rng: &mut dyn CryptoRng,
     ) -> Result<GeneratedKey, KeyError> {
         let _ = rng;
         Err(KeyError::Unsupported(format!(
@@ -247,20 +247,22 @@ fn decode_pem_or_der(bytes: &[u8]) -> Result<(Option<String>, Zeroizing<Vec<u8>>
 fn looks_like_pkcs1(der: &[u8]) -> bool {
     // PKCS#1 is SEQUENCE { INTEGER version, INTEGER modulus, ... }, PKCS#8
     // has an AlgorithmIdentifier SEQUENCE after the version.
-    pkcs1::RsaPrivateKey::try_from(der).is_ok()
+    pkcs1::RsaPrivateKeyRef::try_from(der).is_ok()
 }
 
 fn pkcs1_to_pkcs8(pkcs1_der: &[u8]) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     use der::Encode;
     // Validate before wrapping so errors name the right format.
-    pkcs1::RsaPrivateKey::try_from(pkcs1_der)
+    pkcs1::RsaPrivateKeyRef::try_from(pkcs1_der)
         .map_err(|e| KeyError::Parse(format!("PKCS#1 RSAPrivateKey: {e}")))?;
-    let info = pkcs8::PrivateKeyInfo::new(
+    let key = der::asn1::OctetStringRef::new(pkcs1_der)
+        .map_err(|e| KeyError::Parse(format!("PKCS#8 wrap: {e}")))?;
+    let info = pkcs8::PrivateKeyInfoRef::new(
         pkcs8::AlgorithmIdentifierRef {
             oid: RSA_ENCRYPTION,
             parameters: Some(der::asn1::AnyRef::NULL),
         },
-        pkcs1_der,
+        key,
     );
     info.to_der()
         .map(Zeroizing::new)
@@ -290,8 +292,8 @@ mod tests {
         assert_eq!(a.algorithm(), KeyAlgorithm::Rsa { bits: 2048 });
 
         // Unwrap the PKCS#8 to PKCS#1 and load both DER and PEM forms.
-        let info = pkcs8::PrivateKeyInfo::try_from(&p8[..]).unwrap();
-        let p1 = info.private_key.to_vec();
+        let info = pkcs8::PrivateKeyInfoRef::try_from(&p8[..]).unwrap();
+        let p1 = info.private_key.as_bytes().to_vec();
         let c = load_private_key(&RustCrypto, &p1).unwrap();
         assert_eq!(a.public_key_der(), c.public_key_der());
         let p1_pem =

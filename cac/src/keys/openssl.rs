@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use ::openssl::pkey::{Id, PKey, Private};
 use ::openssl::rsa::{Padding, Rsa};
-use rand_core::CryptoRngCore;
+use rand_core::CryptoRng;
 use zeroize::Zeroizing;
 
 use super::{KeyAlgorithm, KeyBackend, KeyError, KeyHandle};
@@ -91,7 +91,7 @@ impl KeyHandle for OpenSslRsa {
     fn private_op(
         &self,
         input: &[u8],
-        _rng: &mut dyn CryptoRngCore,
+        _rng: &mut dyn CryptoRng,
         out: &mut Vec<u8>,
     ) -> Result<(), KeyError> {
         if input.len() != self.len {

@@ -35,7 +35,7 @@
 //! use vreader::ReaderSet;
 //!
 //! # fn card() -> cac::Card {
-//! #     vcac_sources::embedded::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap()
+//! #     vcac_sources::embedded::default_card(&cac::keys::RustCrypto, rand_core::UnwrapErr(getrandom::SysRng)).unwrap()
 //! # }
 //! let set = ReaderSet::new();
 //! let reader = set.add_reader("slot 0")?;
@@ -495,7 +495,7 @@ impl CcidDevice {
     /// ignored.
     pub fn handle_bulk_out(&mut self, packet: &[u8]) -> Result<(), BulkOutError> {
         self.sync_events();
-        let short = packet.len() % MAX_PACKET != 0 || packet.is_empty();
+        let short = !packet.len().is_multiple_of(MAX_PACKET) || packet.is_empty();
         let max = self.config.max_message_len as usize;
         match core::mem::take(&mut self.assembly) {
             Assembly::Idle => {

@@ -24,7 +24,13 @@ fn card_with_atr(atr: Option<&str>) -> cac::Card {
         ),
         None => toml.to_owned(),
     };
-    cac::config::load_card(&toml, &mut read, &cac::keys::RustCrypto, rand_core::OsRng).unwrap()
+    cac::config::load_card(
+        &toml,
+        &mut read,
+        &cac::keys::RustCrypto,
+        rand_core::UnwrapErr(getrandom::SysRng),
+    )
+    .unwrap()
 }
 
 struct Rig {

@@ -300,8 +300,11 @@ mod tests {
         assert_eq!(std::fs::read_link(&link).unwrap(), pty.path());
         let set = ReaderSet::new();
         let r = set.add_reader("s").unwrap();
-        let card =
-            vcac_sources::embedded::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap();
+        let card = vcac_sources::embedded::default_card(
+            &cac::keys::RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .unwrap();
         set.insert_card(r, card).unwrap();
         let mut device = CcidDevice::new(DeviceConfig::gempc_twin(), &set, &[r]).unwrap();
         let stop = Arc::new(AtomicBool::new(false));

@@ -7,7 +7,11 @@ use hex_literal::hex;
 use vreader::{ReaderId, ReaderSet};
 
 fn card() -> cac::Card {
-    vcac_sources::embedded::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap()
+    vcac_sources::embedded::default_card(
+        &cac::keys::RustCrypto,
+        rand_core::UnwrapErr(getrandom::SysRng),
+    )
+    .unwrap()
 }
 
 struct Rig {

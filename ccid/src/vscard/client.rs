@@ -700,7 +700,11 @@ mod tests {
     use hex_literal::hex;
 
     fn card() -> cac::Card {
-        vcac_sources::embedded::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap()
+        vcac_sources::embedded::default_card(
+            &cac::keys::RustCrypto,
+            rand_core::UnwrapErr(getrandom::SysRng),
+        )
+        .unwrap()
     }
 
     const SELECT_CCC: [u8; 12] = hex!("00 A4 04 00 07 A0 00 00 01 16 DB 00");

@@ -34,7 +34,7 @@
 //! use vreader::ReaderSet;
 //!
 //! # fn card() -> cac::Card {
-//! #     vcac_sources::embedded::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap()
+//! #     vcac_sources::embedded::default_card(&cac::keys::RustCrypto, rand_core::UnwrapErr(getrandom::SysRng)).unwrap()
 //! # }
 //! let set = ReaderSet::new();
 //! let reader = set.add_reader("vcac 0")?;

@@ -513,7 +513,7 @@ impl<'a> Message<'a> {
         };
         Ok(match msg_type {
             MsgType::Init => {
-                if payload.len() < 8 || payload.len() % 4 != 0 {
+                if payload.len() < 8 || !payload.len().is_multiple_of(4) {
                     return Err(WireError::BadPayload {
                         msg_type,
                         length: payload.len(),

@@ -9,7 +9,11 @@ pub(crate) const SELECT_CCC: [u8; 12] = [
 
 /// The embedded default card.
 pub(crate) fn card() -> cac::Card {
-    vcac_sources::embedded::default_card(&cac::keys::RustCrypto, rand_core::OsRng).unwrap()
+    vcac_sources::embedded::default_card(
+        &cac::keys::RustCrypto,
+        rand_core::UnwrapErr(getrandom::SysRng),
+    )
+    .unwrap()
 }
 
 /// Resident set size of this process, in bytes.

@@ -1,7 +1,7 @@
 //! The card management key's block cipher (3DES-EDE or AES, one ECB
 //! block), for 9B authentication.
 
-use aes::cipher::{BlockEncrypt, KeyInit};
+use aes::cipher::{BlockCipherEncrypt, KeyInit};
 
 use super::options::{ManagementAlgorithm, ManagementKey};
 
@@ -18,16 +18,10 @@ pub(crate) fn encrypt(key: &ManagementKey, block: &mut [u8]) -> Result<(), ()> {
     }
 }
 
-// `cipher` 0.4 speaks generic-array 0.14, whose types are deprecated.
-#[allow(deprecated)]
-fn ecb<C: BlockEncrypt + KeyInit>(key: &[u8], block: &mut [u8]) -> Result<(), ()> {
+fn ecb<C: BlockCipherEncrypt + KeyInit>(key: &[u8], block: &mut [u8]) -> Result<(), ()> {
     let cipher = C::new_from_slice(key).map_err(|_| ())?;
-    if block.len() != C::block_size() {
-        return Err(());
-    }
-    cipher.encrypt_block(aes::cipher::generic_array::GenericArray::from_mut_slice(
-        block,
-    ));
+    let block: &mut aes::cipher::Block<C> = block.try_into().map_err(|_| ())?;
+    cipher.encrypt_block(block);
     Ok(())
 }
 

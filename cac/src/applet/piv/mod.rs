@@ -629,7 +629,8 @@ fn public_key_template(spki_der: &[u8]) -> Result<Vec<u8>, Status> {
     let bits = spki.subject_public_key.raw_bytes();
     let mut inner = Vec::with_capacity(bits.len() + 16);
     if spki.algorithm.oid == spki::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1") {
-        let rsa = pkcs1::RsaPublicKey::try_from(bits).map_err(|_| Status::Unknown)?;
+        let rsa = pkcs1::RsaPublicKey::<der::asn1::UintRef<'_>>::try_from(bits)
+            .map_err(|_| Status::Unknown)?;
         ber::push(&mut inner, &[0x81], rsa.modulus.as_bytes());
         ber::push(&mut inner, &[0x82], rsa.public_exponent.as_bytes());
     } else {
@@ -676,14 +677,14 @@ fn describe(cert: &[u8]) -> (String, Option<[u8; 8]>) {
     let Ok(cert) = x509_cert::Certificate::from_der(cert) else {
         return (String::new(), None);
     };
-    let tbs = &cert.tbs_certificate;
-    let subject = tbs.subject.to_string();
+    let tbs = cert.tbs_certificate();
+    let subject = tbs.subject().to_string();
     let cn = subject
         .split(',')
         .find_map(|rdn| rdn.trim().strip_prefix("CN="))
         .unwrap_or_default()
         .to_owned();
-    let t = tbs.validity.not_after.to_date_time();
+    let t = tbs.validity().not_after.to_date_time();
     let date = format!("{:04}{:02}{:02}", t.year(), t.month(), t.day());
     let expiry = date.as_bytes().try_into().ok();
     (cn, expiry)

@@ -6,18 +6,18 @@ use std::sync::Arc;
 
 use p256::elliptic_curve::point::AffineCoordinates;
 use pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use rand_core::CryptoRngCore;
+use rand_core::CryptoRng;
 use spki::EncodePublicKey;
 use zeroize::Zeroizing;
 
-use super::{RngAdapter, RustCrypto};
+use super::RustCrypto;
 use crate::keys::{GeneratedKey, KeyAlgorithm, KeyBackend, KeyError, KeyHandle};
 
 /// secp384r1.
 const SECP384R1: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.132.0.34");
 
 /// True when an id-ecPublicKey `PrivateKeyInfo` names the P-384 curve.
-pub(super) fn is_p384(info: &pkcs8::PrivateKeyInfo<'_>) -> bool {
+pub(super) fn is_p384(info: &pkcs8::PrivateKeyInfoRef<'_>) -> bool {
     info.algorithm.parameters_oid().ok() == Some(SECP384R1)
 }
 
@@ -61,7 +61,7 @@ impl KeyHandle for P384Handle {
     fn private_op(
         &self,
         input: &[u8],
-        rng: &mut dyn CryptoRngCore,
+        rng: &mut dyn CryptoRng,
         out: &mut Vec<u8>,
     ) -> Result<(), KeyError> {
         use p384::ecdsa::signature::hazmat::RandomizedPrehashSigner;
@@ -70,7 +70,7 @@ impl KeyHandle for P384Handle {
         }
         let sig: p384::ecdsa::Signature = self
             .key
-            .sign_prehash_with_rng(&mut RngAdapter(rng), input)
+            .sign_prehash_with_rng(rng, input)
             .map_err(|e| KeyError::Backend(e.to_string()))?;
         out.extend_from_slice(sig.to_der().as_bytes());
         Ok(())
@@ -106,25 +106,40 @@ pub(super) fn p256_ecdh(
     Ok(())
 }
 
+/// A secret scalar drawn from `rng` the way `elliptic-curve` 0.13 drew
+/// one (big-endian field-size bytes, drawn again while zero or not below
+/// the group order), so a seeded card generates the keys it always did.
+fn draw_secret<C>(rng: &mut dyn CryptoRng) -> p256::elliptic_curve::SecretKey<C>
+where
+    C: p256::elliptic_curve::CurveArithmetic,
+{
+    let mut bytes = Zeroizing::new(p256::elliptic_curve::FieldBytes::<C>::default());
+    loop {
+        rng.fill_bytes(&mut bytes);
+        if let Ok(key) = p256::elliptic_curve::SecretKey::<C>::from_bytes(&bytes) {
+            return key;
+        }
+    }
+}
+
 /// Generates a key of `algorithm` and loads it back through the backend,
 /// so a generated key is checked exactly like a loaded one.
 pub(super) fn generate(
     algorithm: KeyAlgorithm,
-    rng: &mut dyn CryptoRngCore,
+    rng: &mut dyn CryptoRng,
 ) -> Result<GeneratedKey, KeyError> {
-    let mut rng = RngAdapter(rng);
     let encode = |e: pkcs8::Error| KeyError::Backend(format!("PKCS#8 encoding: {e}"));
     let doc = match algorithm {
         KeyAlgorithm::Rsa { bits } if matches!(bits, 1024 | 2048 | 3072 | 4096) => {
-            rsa::RsaPrivateKey::new(&mut rng, usize::from(bits))
+            rsa::PrivateKey::new(rng, usize::from(bits))
                 .map_err(|e| KeyError::Backend(format!("RSA key generation: {e}")))?
                 .to_pkcs8_der()
                 .map_err(encode)?
         }
-        KeyAlgorithm::EcP256 => p256::SecretKey::random(&mut rng)
+        KeyAlgorithm::EcP256 => draw_secret::<p256::NistP256>(rng)
             .to_pkcs8_der()
             .map_err(encode)?,
-        KeyAlgorithm::EcP384 => p384::SecretKey::random(&mut rng)
+        KeyAlgorithm::EcP384 => draw_secret::<p384::NistP384>(rng)
             .to_pkcs8_der()
             .map_err(encode)?,
         other => return Err(KeyError::Unsupported(format!("generating {other} keys"))),
@@ -141,6 +156,21 @@ mod tests {
 
     fn rng() -> rand_chacha::ChaCha20Rng {
         rand_chacha::ChaCha20Rng::seed_from_u64(9)
+    }
+
+    /// A seeded card generates the P-384 key `p384` 0.13 drew from the
+    /// same stream.
+    #[test]
+    fn generated_ec_keys_are_what_earlier_releases_drew() {
+        let key = generate(KeyAlgorithm::EcP384, &mut rng()).unwrap();
+        let secret = p384::SecretKey::from_pkcs8_der(&key.pkcs8_der).unwrap();
+        let want = [
+            0x1b, 0xdd, 0x95, 0x66, 0x76, 0x46, 0x04, 0x02, 0x97, 0x76, 0xc8, 0xd2, 0x23, 0xb8,
+            0x29, 0x07, 0x98, 0x15, 0x05, 0x3f, 0xe6, 0xee, 0xda, 0x71, 0xb4, 0x40, 0xac, 0xc1,
+            0x9e, 0x83, 0xde, 0x9f, 0x8e, 0x21, 0xa5, 0x19, 0x07, 0x4d, 0x72, 0x64, 0x01, 0xe9,
+            0x03, 0x3e, 0x30, 0x89, 0x99, 0xca,
+        ];
+        assert_eq!(secret.to_bytes().as_slice(), want);
     }
 
     #[test]
@@ -168,8 +198,8 @@ mod tests {
         use spki::DecodePublicKey;
         let mut r = rng();
         let ours = generate(KeyAlgorithm::EcP256, &mut r).unwrap();
-        let peer = p256::SecretKey::random(&mut r);
-        let peer_point = p256::EncodedPoint::from(peer.public_key());
+        let peer = draw_secret::<p256::NistP256>(&mut r);
+        let peer_point = p256::Sec1Point::from(peer.public_key());
         let mut shared = Vec::new();
         ours.handle
             .ecdh(peer_point.as_bytes(), &mut shared)
@@ -182,8 +212,8 @@ mod tests {
         assert_eq!(shared, want.to_vec());
 
         let ours = generate(KeyAlgorithm::EcP384, &mut r).unwrap();
-        let peer = p384::SecretKey::random(&mut r);
-        let peer_point = p384::EncodedPoint::from(peer.public_key());
+        let peer = draw_secret::<p384::NistP384>(&mut r);
+        let peer_point = p384::Sec1Point::from(peer.public_key());
         let mut shared = Vec::new();
         ours.handle
             .ecdh(peer_point.as_bytes(), &mut shared)
