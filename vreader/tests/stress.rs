@@ -11,6 +11,7 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,12 +25,18 @@ fn concurrent_hotplug_and_transmit_lose_no_events() {
     let set = Arc::new(ReaderSet::new());
     let consumers: Vec<_> = (0..2).map(|_| set.subscribe()).collect();
     let started = Instant::now();
+    // Whole responses the spoiler has had so far.
+    let seen = Arc::new(AtomicU32::new(0));
 
     // Each worker owns one reader and cycles its card; a spoiler thread
     // transmits to every reader at random moments, racing the removals.
+    // On two loaded cores the workers can finish before the spoiler first
+    // runs, so each keeps its last card powered until the spoiler has had
+    // one whole response (at most 10 s).
     let workers: Vec<_> = (0..THREADS)
         .map(|t| {
             let set = Arc::clone(&set);
+            let seen = Arc::clone(&seen);
             std::thread::spawn(move || {
                 let id = set.add_reader(&format!("stress {t}")).unwrap();
                 let mut resp = Vec::new();
@@ -40,6 +47,12 @@ fn concurrent_hotplug_and_transmit_lose_no_events() {
                     resp.clear();
                     set.transmit(id, &common::SELECT_CCC, &mut resp).unwrap();
                     assert_eq!(resp, common::SELECT_CCC_RESPONSE);
+                    if round == ROUNDS - 1 {
+                        let until = Instant::now() + Duration::from_secs(10);
+                        while seen.load(Ordering::Relaxed) == 0 && Instant::now() < until {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                    }
                     if round % 3 == 0 {
                         set.force_remove(id).unwrap();
                         set.force_insert(id).unwrap();
@@ -53,6 +66,7 @@ fn concurrent_hotplug_and_transmit_lose_no_events() {
         .collect();
     let spoiler = {
         let set = Arc::clone(&set);
+        let seen = Arc::clone(&seen);
         std::thread::spawn(move || {
             let mut resp = Vec::new();
             let mut whole = 0u32;
@@ -68,6 +82,7 @@ fn concurrent_hotplug_and_transmit_lose_no_events() {
                         Ok(()) => {
                             assert_eq!(resp, common::SELECT_CCC_RESPONSE, "torn response");
                             whole += 1;
+                            seen.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(
                             ReaderError::NoCard(_)
