@@ -77,9 +77,11 @@ pub mod store;
 pub mod tlv;
 
 /// The PIV card application's public options: card profiles, PIN / PUK /
-/// management key, and state restored from a card's store.
+/// management key, state restored from a card's store, and the byte work
+/// of the issuer-signed objects (CHUID signature, Security Object).
 pub mod piv {
     pub use crate::applet::piv::options::*;
+    pub use crate::applet::piv::signed::*;
 }
 
 pub use apdu::CommandView;

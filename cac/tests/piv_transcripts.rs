@@ -14,18 +14,19 @@ use std::sync::{Arc, Mutex, OnceLock};
 use cac::keys::RustCrypto;
 use cac::store::{Change, Store, StoreError};
 use cac::{config, Card, Status};
-use certs_fixtures::{CardOptions, IdentitySpec, KeyType, PkiBuilder, Role};
+use certs_fixtures::{CardOptions, IdentitySpec, KeyType, Pki, PkiBuilder, Role};
 use rand_chacha::rand_core::SeedableRng;
 use sha2::{Digest, Sha256};
 
 const CN: &str = "DOE.JOHN.Q.1234567890";
 const EMAIL: &str = "john.q.doe.ctr@mail.mil";
 
-/// The files of the PIV card directory (built once).
-fn files() -> &'static [(String, Vec<u8>)] {
-    static FILES: OnceLock<Vec<(String, Vec<u8>)>> = OnceLock::new();
-    FILES.get_or_init(|| {
-        let pki = PkiBuilder::new(15)
+/// The PKI of the card (built once), with the issuer's PIV content signer
+/// (which changes no other file).
+fn pki() -> &'static Pki {
+    static PKI: OnceLock<Pki> = OnceLock::new();
+    PKI.get_or_init(|| {
+        PkiBuilder::new(15)
             .identity(
                 IdentitySpec::new(Role::PivAuthentication, KeyType::Rsa2048, CN)
                     .with_upn("1234567890@mil"),
@@ -37,14 +38,23 @@ fn files() -> &'static [(String, Vec<u8>)] {
                 KeyType::P256,
                 CN,
             ))
+            .piv_content_signer(PkiBuilder::DEFAULT_CONTENT_SIGNER_SUBJECT)
             .build()
-            .unwrap();
-        pki.card_files(
-            &CardOptions::default()
-                .pin("123456")
-                .piv(false, "123456", "12345678"),
-        )
-        .unwrap()
+            .unwrap()
+    })
+}
+
+/// The files of the PIV card directory (built once).
+fn files() -> &'static [(String, Vec<u8>)] {
+    static FILES: OnceLock<Vec<(String, Vec<u8>)>> = OnceLock::new();
+    FILES.get_or_init(|| {
+        pki()
+            .card_files(
+                &CardOptions::default()
+                    .pin("123456")
+                    .piv(false, "123456", "12345678"),
+            )
+            .unwrap()
     })
 }
 
@@ -909,4 +919,97 @@ fn replays_the_recorded_opensc_piv_session() {
         }
     }
     assert_eq!(count, 176);
+}
+
+/// The CHUID and Security Object an issuer signs for this card, as
+/// `vcac provision` does: `(signed CHUID, Security Object)`.
+fn issuer_signed_objects() -> (Vec<u8>, Vec<u8>) {
+    use cac::piv::*;
+    let mut c = selected();
+    run(&mut c, &[(VERIFY_OK, "90 00")]);
+    let (chuid, _) = get_data(&mut c, "5FC102");
+    let content = chuid_signed_content(&chuid).unwrap();
+    let chuid = chuid_with_signature(&chuid, &pki().sign_chuid(&content).unwrap()).unwrap();
+    let mut objects = Vec::new();
+    for (group, tag, _) in SECURITY_OBJECT_GROUPS {
+        let object = if tag == CHUID_TAG {
+            chuid.clone()
+        } else {
+            get_data(&mut c, &hex::encode(tag)).0
+        };
+        objects.push((group, object));
+    }
+    let groups: Vec<(u8, &[u8])> = objects
+        .iter()
+        .map(|(g, o)| (*g, object_contents(o).unwrap()))
+        .collect();
+    let lds = pki().sign_security_object(&groups).unwrap();
+    let mapping: Vec<(u8, u16)> = SECURITY_OBJECT_GROUPS
+        .iter()
+        .map(|(g, _, id)| (*g, *id))
+        .collect();
+    (chuid, security_object(&mapping, &lds).unwrap())
+}
+
+#[test]
+fn signed_objects_are_served_and_a_put_data_leaves_the_security_object_stale() {
+    let (chuid, so) = issuer_signed_objects();
+    // Unsigned card: empty 3E, an empty mapping and LDS.
+    let mut c = selected();
+    run(
+        &mut c,
+        &[(
+            "00 CB 3F FF 05 5C 03 5F C1 06 00",
+            "53 06 BA 00 BB 00 FE 00 90 00",
+        )],
+    );
+    let (unsigned, _) = get_data(&mut c, "5FC102");
+    assert_eq!(&unsigned[unsigned.len() - 4..], h("3E 00 FE 00"));
+
+    let mut c = config::load_card_with(
+        &toml(),
+        &mut read,
+        &RustCrypto,
+        rand_chacha::ChaCha20Rng::seed_from_u64(3),
+        |cfg, b| {
+            let o = cfg.piv.clone().unwrap().options()?;
+            Ok(b.piv(
+                o.restore_object(&cac::piv::CHUID_TAG, &chuid)
+                    .restore_object(&cac::piv::SECURITY_OBJECT_TAG, &so),
+            ))
+        },
+    )
+    .unwrap();
+    c.power_on();
+    run(
+        &mut c,
+        &[(SELECT, &format!("{APT} 90 00")), (VERIFY_OK, "90 00")],
+    );
+    assert_eq!(get_data(&mut c, "5FC102"), (chuid.clone(), Status::Success));
+    assert_eq!(get_data(&mut c, "5FC106"), (so.clone(), Status::Success));
+    // The CHUID's Le=8 probe: a three-byte length now.
+    let r = tx(&mut c, "00 CB 3F FF 05 5C 03 5F C1 02 08");
+    assert_eq!(&r[..4], &chuid[..4]);
+    assert_eq!(&r[..3], h("53 82 05"));
+
+    let (printed, _) = get_data(&mut c, "5FC109");
+    let hash = |object: &[u8]| Sha256::digest(cac::piv::object_contents(object).unwrap()).to_vec();
+    let covers = |hash: &[u8]| so.windows(32).any(|w| w == hash);
+    assert!(covers(&hash(&printed)) && covers(&hash(&chuid)));
+
+    // The card changes Printed Information and generates a key: the
+    // Security Object is kept as issued, its hash of 3001 now stale.
+    admin(&mut c);
+    run(
+        &mut c,
+        &[("00 DB 3F FF 0B 5C 03 5F C1 09 53 04 01 00 FE 00", "90 00")],
+    );
+    let r = tx(&mut c, "00 47 00 9E 05 AC 03 80 01 11");
+    assert_eq!(&r[..5], h("7F 49 43 86 41"));
+    run(&mut c, &[(VERIFY_OK, "90 00")]);
+    let (printed, _) = get_data(&mut c, "5FC109");
+    assert_eq!(printed, h("53 04 01 00 FE 00"));
+    assert!(!covers(&hash(&printed)));
+    assert_eq!(get_data(&mut c, "5FC106"), (so.clone(), Status::Success));
+    assert_eq!(get_data(&mut c, "5FC102"), (chuid, Status::Success));
 }

@@ -255,7 +255,8 @@ impl Pki {
 
     /// Every file of the card directory as `(file name, contents)`, without
     /// touching the file system, in this order: `ca.pem`,
-    /// `intermediate.pem` (if any), `id0.pem`, `id0.key`, `id1.pem`, ...,
+    /// `intermediate.pem` (if any), `content-signer.pem` (the PIV content
+    /// signer's certificate, if any), `id0.pem`, `id0.key`, `id1.pem`, ...,
     /// `ca.crl` (if any, PEM `X509 CRL`), `card.toml`.
     ///
     /// Certificates are PEM `CERTIFICATE`, keys PKCS#8 PEM `PRIVATE KEY`.
@@ -266,6 +267,12 @@ impl Pki {
             files.push((
                 "intermediate.pem".to_owned(),
                 intermediate.cert_pem().as_bytes().to_vec(),
+            ));
+        }
+        if let Some(signer) = &self.content_signer {
+            files.push((
+                "content-signer.pem".to_owned(),
+                signer.cert_pem().as_bytes().to_vec(),
             ));
         }
         for (index, identity) in self.identities.iter().enumerate() {

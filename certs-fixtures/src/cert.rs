@@ -47,6 +47,9 @@ const EKU_SMARTCARD_LOGON: ObjectIdentifier =
 const EKU_PKINIT_CLIENT_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.2.3.4");
 /// id-PIV-cardAuth (FIPS 201).
 const EKU_PIV_CARD_AUTH: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.6.8");
+/// id-PIV-content-signing (FIPS 201): signs the CHUID and Security Object.
+const EKU_PIV_CONTENT_SIGNING: ObjectIdentifier =
+    ObjectIdentifier::new_unwrap("2.16.840.1.101.3.6.7");
 const ON_MS_UPN: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.20.2.3");
 /// id-ad-ocsp (RFC 5280).
 const AD_OCSP: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1");
@@ -224,6 +227,30 @@ impl CertPlan {
             },
             key_usage: key_usage(&[KeyUsages::KeyCertSign, KeyUsages::CRLSign]),
             eku: None,
+            san: None,
+            cdp: None,
+            aia: None,
+            serial: base.serial,
+            validity: base.validity,
+            subject: base.subject,
+            issuer: base.issuer,
+            spki: base.spki,
+        })
+    }
+
+    /// The PIV content signer (FIPS 201): basicConstraints CA:FALSE,
+    /// keyUsage digitalSignature (critical), extendedKeyUsage
+    /// id-PIV-content-signing only, SKI and AKI.
+    pub(crate) fn content_signer(base: CertBase, what: &str) -> Result<Self, Error> {
+        Ok(CertPlan {
+            ski: SubjectKeyIdentifier(octets(what, key_id(&base.spki))?),
+            aki: aki(what, base.issuer_key_id.as_ref())?,
+            basic: BasicConstraints {
+                ca: false,
+                path_len_constraint: None,
+            },
+            key_usage: key_usage(&[KeyUsages::DigitalSignature]),
+            eku: Some(ExtendedKeyUsage(vec![EKU_PIV_CONTENT_SIGNING])),
             san: None,
             cdp: None,
             aia: None,

@@ -26,6 +26,12 @@
 //!   pathLen 0 on the intermediate), keyUsage keyCertSign + cRLSign
 //!   (critical), subjectKeyIdentifier, authorityKeyIdentifier on the
 //!   intermediate.
+//! * **PIV content signer** (only with [`PkiBuilder::piv_content_signer`]):
+//!   P-256, issued by the identities' CA, basicConstraints CA:FALSE,
+//!   keyUsage digitalSignature (critical), extendedKeyUsage
+//!   id-PIV-content-signing only (FIPS 201). [`Pki::sign_chuid`] and
+//!   [`Pki::sign_security_object`] make the CMS SignedData of a PIV
+//!   card's CHUID (`3E`) and Security Object (`BB`) with it.
 //! * **Every identity**: DoD-style subject (`C=US, O=U.S. Government,
 //!   OU=DoD, OU=PKI, OU=CONTRACTOR, CN=DOE.JOHN.Q.1234567890` by default),
 //!   random positive 16-byte serial number, basicConstraints CA:FALSE,
@@ -49,7 +55,8 @@
 //! # Card directory
 //!
 //! [`Pki::card_files`] gives, and [`Pki::write_card_dir`] writes, the layout
-//! the `cac` crate loads: `ca.pem`, `intermediate.pem` (if any), `id0.pem`,
+//! the `cac` crate loads: `ca.pem`, `intermediate.pem` (if any),
+//! `content-signer.pem` (if any), `id0.pem`,
 //! `id0.key`, ... (certificates PEM, keys PKCS#8 PEM), `ca.crl` (if any,
 //! PEM) and `card.toml`, rendered from [`CardOptions`] by
 //! [`Pki::card_toml`].
@@ -111,6 +118,7 @@
 
 mod card;
 mod cert;
+mod cms;
 pub mod default_card;
 mod error;
 mod keys;

@@ -7,9 +7,12 @@ use der::pem::LineEnding;
 use x509_cert::name::Name;
 use zeroize::Zeroizing;
 
+use pkcs8::DecodePrivateKey;
+
 use crate::cert::{self, CertBase, CertPlan, Urls};
+use crate::cms;
 use crate::error::{crypto, Error};
-use crate::keys::{self, KeyPair};
+use crate::keys::{self, KeyPair, SigningKey};
 use crate::name::{parse_dn, with_common_name};
 use crate::rng::stream;
 use crate::spec::{IdentitySpec, KeyType, Role};
@@ -39,6 +42,7 @@ pub struct PkiBuilder {
     crl_number: Option<u64>,
     revoked_identities: Vec<usize>,
     revoked_serials: Vec<Vec<u8>>,
+    content_signer: Option<String>,
 }
 
 impl PkiBuilder {
@@ -53,6 +57,9 @@ impl PkiBuilder {
     /// Default subject of the intermediate CA.
     pub const DEFAULT_INTERMEDIATE_SUBJECT: &'static str =
         "C=US, O=U.S. Government, OU=DoD, OU=PKI, CN=VCAC TEST ID CA 1";
+    /// Default subject of the PIV content signer.
+    pub const DEFAULT_CONTENT_SIGNER_SUBJECT: &'static str =
+        "C=US, O=U.S. Government, OU=DoD, OU=PKI, CN=VCAC TEST PIV CONTENT SIGNER";
     /// Default subject of the identities, before their `CN=`.
     pub const DEFAULT_IDENTITY_SUBJECT_BASE: &'static str =
         "C=US, O=U.S. Government, OU=DoD, OU=PKI, OU=CONTRACTOR";
@@ -76,6 +83,7 @@ impl PkiBuilder {
             crl_number: None,
             revoked_identities: Vec::new(),
             revoked_serials: Vec::new(),
+            content_signer: None,
         }
     }
 
@@ -147,6 +155,19 @@ impl PkiBuilder {
     #[must_use]
     pub fn identity_subject_base(mut self, base: impl Into<String>) -> Self {
         self.identity_subject_base = base.into();
+        self
+    }
+
+    /// Issues a PIV content-signing certificate (FIPS 201: keyUsage
+    /// digitalSignature, extendedKeyUsage id-PIV-content-signing) with a
+    /// P-256 key, from the CA that issues the identities, with this
+    /// subject (in the syntax of [`ca_subject`](Self::ca_subject)). Its
+    /// key signs the CHUID and the Security Object
+    /// ([`Pki::sign_chuid`], [`Pki::sign_security_object`]); it does not
+    /// change any other key, serial number or certificate of the seed.
+    #[must_use]
+    pub fn piv_content_signer(mut self, subject: impl Into<String>) -> Self {
+        self.content_signer = Some(subject.into());
         self
     }
 
@@ -236,6 +257,7 @@ impl PkiBuilder {
             .map(|(subject, key_type)| Ok::<_, Error>((parse_dn(subject)?, *key_type)))
             .transpose()?;
         let identity_base = parse_dn(&self.identity_subject_base)?;
+        let content_signer_subject = self.content_signer.as_deref().map(parse_dn).transpose()?;
 
         // Root CA, self-signed.
         let ca_key = self.key("ca", self.ca_key)?;
@@ -303,6 +325,26 @@ impl PkiBuilder {
             });
         }
 
+        // PIV content signer, from the identities' issuer.
+        let content_signer = match content_signer_subject {
+            Some(subject) => {
+                let what = "content-signer";
+                let key = self.key(what, KeyType::P256)?;
+                let base = CertBase {
+                    serial: serials.draw(self.seed, what)?,
+                    validity,
+                    subject,
+                    issuer: issuer.name.clone(),
+                    spki: key.spki.clone(),
+                    issuer_key_id: Some(issuer.key_id.clone()),
+                };
+                let plan = CertPlan::content_signer(base, what)?;
+                let der = plan.issue(&issuer.key.signer, what)?;
+                Some(Credential::new(&key, plan.serial.to_vec(), der, what)?)
+            }
+            None => None,
+        };
+
         // CRL.
         let wants_crl = self.crl_number.is_some()
             || !self.revoked_identities.is_empty()
@@ -340,6 +382,7 @@ impl PkiBuilder {
             intermediate,
             identities,
             crl,
+            content_signer,
         })
     }
 
@@ -483,6 +526,7 @@ pub struct Pki {
     pub(crate) identities: Vec<Identity>,
     /// The CRL as DER and PEM.
     pub(crate) crl: Option<(Vec<u8>, String)>,
+    pub(crate) content_signer: Option<Credential>,
 }
 
 impl Pki {
@@ -504,6 +548,56 @@ impl Pki {
     /// The identities, in the order they were added (`id0`, `id1`, ...).
     pub fn identities(&self) -> &[Identity] {
         &self.identities
+    }
+
+    /// The PIV content signer, if one was asked for
+    /// ([`PkiBuilder::piv_content_signer`]).
+    pub fn content_signer(&self) -> Option<&Credential> {
+        self.content_signer.as_ref()
+    }
+
+    fn cms_signer(&self) -> Result<(&Credential, SigningKey), Error> {
+        let credential = self.content_signer.as_ref().ok_or_else(|| {
+            Error::InvalidOption("no PIV content signer (PkiBuilder::piv_content_signer)".into())
+        })?;
+        let key = p256::ecdsa::SigningKey::from_pkcs8_der(credential.key_der())
+            .map_err(|e| crypto("content-signer", e))?;
+        Ok((credential, SigningKey::P256(key)))
+    }
+
+    /// The CHUID's Issuer Asymmetric Signature (tag `3E`, SP 800-73-4): a
+    /// CMS SignedData by the content signer over `signed_content` (the
+    /// CHUID's TLVs without `3E` and `FE`), detached, eContentType
+    /// id-PIV-CHUIDSecurityObject, signed attributes contentType,
+    /// messageDigest (SHA-256) and pivSigner-DN, the signer's certificate
+    /// included. Deterministic (ECDSA with RFC 6979 nonces).
+    pub fn sign_chuid(&self, signed_content: &[u8]) -> Result<Vec<u8>, Error> {
+        let (credential, key) = self.cms_signer()?;
+        let signer = cms::Signer {
+            cert_der: credential.cert_der(),
+            key: &key,
+        };
+        cms::signed_data(
+            &signer,
+            cms::PIV_CHUID_SECURITY_OBJECT,
+            signed_content,
+            true,
+        )
+    }
+
+    /// The Security Object's tag `BB` (SP 800-73-4): a CMS SignedData by
+    /// the content signer whose eContent is an ICAO `LDSSecurityObject`
+    /// (version 0, SHA-256) holding the hash of each `(data group number,
+    /// container contents)`, 2 to 16 of them; signed attributes and
+    /// certificate as in [`sign_chuid`](Self::sign_chuid).
+    pub fn sign_security_object(&self, groups: &[(u8, &[u8])]) -> Result<Vec<u8>, Error> {
+        let lds = cms::lds_security_object(groups)?;
+        let (credential, key) = self.cms_signer()?;
+        let signer = cms::Signer {
+            cert_der: credential.cert_der(),
+            key: &key,
+        };
+        cms::signed_data(&signer, cms::ICAO_LDS_SECURITY_OBJECT, &lds, false)
     }
 
     /// The CRL, DER, if one was asked for.

@@ -460,19 +460,18 @@ fn serial_numbers_are_positive_short_and_unique() {
 // ------------------------------------------------------------ determinism
 
 fn small(seed: u64, identities: usize) -> Pki {
+    small_builder(seed, identities).build().unwrap()
+}
+
+fn small_builder(seed: u64, identities: usize) -> PkiBuilder {
     let specs = [
         IdentitySpec::new(Role::Authentication, KeyType::Rsa2048, "A.B.1").with_upn("1@mil"),
         IdentitySpec::new(Role::Signature, KeyType::P256, "A.B.1").with_email("a@b.invalid"),
     ];
-    specs
-        .into_iter()
-        .take(identities)
-        .fold(
-            PkiBuilder::new(seed).ca_key(KeyType::P256).crl(1),
-            |b, s| b.identity(s),
-        )
-        .build()
-        .unwrap()
+    specs.into_iter().take(identities).fold(
+        PkiBuilder::new(seed).ca_key(KeyType::P256).crl(1),
+        |b, s| b.identity(s),
+    )
 }
 
 fn all_files(pki: &Pki) -> Vec<(String, Vec<u8>)> {
@@ -650,4 +649,167 @@ fn large_rsa_keys_verify() {
         assert_key_matches(dir, n);
         assert!(text_of(dir, &id).contains(&format!("Public-Key: ({bits} bit)")));
     }
+}
+
+// ------------------------------------------------------- PIV content signer
+
+/// `small(seed, 2)` with a PIV content signer.
+fn with_content_signer(seed: u64) -> Pki {
+    small_builder(seed, 2)
+        .piv_content_signer(PkiBuilder::DEFAULT_CONTENT_SIGNER_SUBJECT)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_content_signer_leaves_every_other_file_alone() {
+    let plain = small(5, 2);
+    let signed = with_content_signer(5);
+    let mut files = all_files(&signed);
+    let at = files
+        .iter()
+        .position(|(n, _)| n == "content-signer.pem")
+        .unwrap();
+    assert_eq!(at, 1, "right after ca.pem");
+    files.remove(at);
+    assert_eq!(files, all_files(&plain));
+    assert!(plain.content_signer().is_none());
+    assert!(plain.sign_chuid(b"x").is_err());
+}
+
+#[test]
+fn the_content_signer_is_a_piv_content_signing_certificate() {
+    let pki = with_content_signer(5);
+    let dir = card_dir(&pki);
+    let dir = dir.path();
+    let out = openssl_ok(
+        dir,
+        &[
+            "verify",
+            "-CAfile",
+            "ca.pem",
+            "-purpose",
+            "any",
+            "content-signer.pem",
+        ],
+    );
+    assert!(out.contains("content-signer.pem: OK"), "{out}");
+    let text = openssl_ok(
+        dir,
+        &["x509", "-in", "content-signer.pem", "-noout", "-text"],
+    );
+    for want in [
+        "Subject: C = US, O = U.S. Government, OU = DoD, OU = PKI, CN = VCAC TEST PIV CONTENT SIGNER",
+        "X509v3 Key Usage: critical\n                Digital Signature\n",
+        "X509v3 Extended Key Usage: \n                2.16.840.1.101.3.6.7\n",
+        "CA:FALSE",
+        "ASN1 OID: prime256v1",
+    ] {
+        assert!(text.contains(want), "{want:?} not in\n{text}");
+    }
+}
+
+#[test]
+fn chuid_and_security_object_signatures_verify_with_openssl_cms() {
+    let pki = with_content_signer(5);
+    let dir = card_dir(&pki);
+    let dir = dir.path();
+    let content = b"\x30\x02\x11\x22\x34\x02\x33\x44";
+    let chuid = pki.sign_chuid(content).unwrap();
+    assert_eq!(chuid, with_content_signer(5).sign_chuid(content).unwrap());
+    std::fs::write(dir.join("chuid.cms"), &chuid).unwrap();
+    std::fs::write(dir.join("content"), content).unwrap();
+    std::fs::write(dir.join("tampered"), b"\x30\x02\x11\x23\x34\x02\x33\x44").unwrap();
+    let verify = |content: &str| {
+        openssl(
+            dir,
+            &[
+                "cms",
+                "-verify",
+                "-inform",
+                "DER",
+                "-in",
+                "chuid.cms",
+                "-content",
+                content,
+                "-binary",
+                "-CAfile",
+                "ca.pem",
+                "-purpose",
+                "any",
+                "-out",
+                "/dev/null",
+            ],
+        )
+    };
+    let ok = verify("content");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("Verification successful"));
+    let bad = verify("tampered");
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("content verify error")
+            || String::from_utf8_lossy(&bad.stderr).contains("digest failure"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    // The structure openssl sees: eContentType, detached, signer attributes.
+    let printed = openssl_ok(
+        dir,
+        &[
+            "cms",
+            "-cmsout",
+            "-print",
+            "-inform",
+            "DER",
+            "-in",
+            "chuid.cms",
+        ],
+    );
+    for want in [
+        "version: 3\n",
+        "eContentType: undefined (2.16.840.1.101.3.6.1)\n      eContent: <ABSENT>\n",
+        "object: contentType (1.2.840.113549.1.9.3)\n            set:\n              OBJECT:undefined (2.16.840.1.101.3.6.1)\n",
+        "object: messageDigest (1.2.840.113549.1.9.4)",
+        "object: undefined (2.16.840.1.101.3.6.5)",
+        "signatureAlgorithm: \n          algorithm: ecdsa-with-SHA256",
+    ] {
+        assert!(printed.contains(want), "{want:?} not in\n{printed}");
+    }
+
+    let so = pki
+        .sign_security_object(&[(1, b"one"), (2, b"two")])
+        .unwrap();
+    std::fs::write(dir.join("so.cms"), &so).unwrap();
+    openssl_ok(
+        dir,
+        &[
+            "cms", "-verify", "-inform", "DER", "-in", "so.cms", "-binary", "-CAfile", "ca.pem",
+            "-purpose", "any", "-out", "lds.der",
+        ],
+    );
+    let lds = std::fs::read(dir.join("lds.der")).unwrap();
+    let text = openssl_ok(dir, &["asn1parse", "-inform", "DER", "-in", "lds.der"]);
+    assert!(text.contains("sha256"), "{text}");
+    use sha2::Digest;
+    assert!(lds
+        .windows(32)
+        .any(|w| w == &sha2::Sha256::digest(b"one")[..]));
+    assert!(lds
+        .windows(32)
+        .any(|w| w == &sha2::Sha256::digest(b"two")[..]));
+    let printed = openssl_ok(
+        dir,
+        &[
+            "cms", "-cmsout", "-print", "-inform", "DER", "-in", "so.cms",
+        ],
+    );
+    assert!(
+        printed.contains("eContentType: undefined (2.23.136.1.1.1)\n      eContent: \n"),
+        "{printed}"
+    );
 }

@@ -528,3 +528,68 @@ fn dual_profile_binds_piv_by_default_and_cac_when_forced() {
         );
     }
 }
+
+/// `openssl cms -verify` of `cms` (DER) against `ca`, `content` detached
+/// when given; `Ok(())` on "Verification successful", else the error text.
+fn cms_verify(cms: &Path, content: Option<&Path>, ca: &Path) -> Result<(), String> {
+    let mut cmd = Command::new("openssl");
+    cmd.args([
+        "cms", "-verify", "-inform", "DER", "-binary", "-purpose", "any",
+    ])
+    .arg("-in")
+    .arg(cms)
+    .arg("-CAfile")
+    .arg(ca)
+    .args(["-out", "/dev/null"]);
+    if let Some(c) = content {
+        cmd.arg("-content").arg(c);
+    }
+    let o = cmd.output().expect("run openssl (install openssl)");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    if o.status.success() && err.contains("Verification successful") {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+#[test]
+fn opensc_reads_the_signed_chuid_and_security_object_and_openssl_verifies_them() {
+    let mut env = PcscEnv::vpcd();
+    let dir = piv_card(&mut env, &[]);
+    let ca = dir.join("ca.pem");
+    let read = |env: &PcscEnv, oid: &str, name: &str| {
+        let out = env.dir().join(name);
+        env.ok(
+            "pkcs15-tool",
+            &["--read-data-object", oid, "-o", out.to_str().unwrap()],
+        );
+        std::fs::read(out).unwrap()
+    };
+    // Containers 3000 (CHUID) and 9000 (Security Object), byte for byte
+    // what provisioning signed.
+    let chuid = read(&env, "2.16.840.1.101.3.7.2.48.0", "chuid.bin");
+    assert_eq!(
+        chuid,
+        std::fs::read(dir.join("piv-obj-5FC102.bin")).unwrap()
+    );
+    let so = read(&env, "2.16.840.1.101.3.7.2.144.0", "so.bin");
+    assert_eq!(so, std::fs::read(dir.join("piv-obj-5FC106.bin")).unwrap());
+
+    let signature = env.dir().join("chuid.cms");
+    let content = env.dir().join("chuid.content");
+    std::fs::write(&signature, cac::piv::chuid_signature(&chuid).unwrap()).unwrap();
+    std::fs::write(&content, cac::piv::chuid_signed_content(&chuid).unwrap()).unwrap();
+    cms_verify(&signature, Some(&content), &ca).unwrap();
+    let mut tampered = cac::piv::chuid_signed_content(&chuid).unwrap();
+    // The last byte of the expiry date ("…1230" → "…1231").
+    *tampered.last_mut().unwrap() ^= 0x01;
+    std::fs::write(&content, &tampered).unwrap();
+    let err = cms_verify(&signature, Some(&content), &ca).unwrap_err();
+    assert!(err.contains("content verify error"), "{err}");
+
+    let (_, lds) = cac::piv::parse_security_object(&so).unwrap();
+    let lds_file = env.dir().join("so.cms");
+    std::fs::write(&lds_file, lds).unwrap();
+    cms_verify(&lds_file, None, &ca).unwrap();
+}

@@ -183,9 +183,17 @@ pub(crate) fn run(dir: &Path) -> Result<(), String> {
         written.sort();
         if !written.is_empty() {
             println!(
-                "  PIV objects and keys written by the card: {}",
+                "  PIV objects and keys on top of card.toml (signed at provisioning or written by the card): {}",
                 written.join(", ")
             );
+        }
+        let chuid = std::fs::read(dir.join(crate::piv_sign::object_file(&cac::piv::CHUID_TAG)));
+        let signed = chuid
+            .ok()
+            .and_then(|c| cac::piv::chuid_signature(&c).map(|s| s.len()))
+            .unwrap_or(0);
+        if signed > 0 {
+            println!("  CHUID signed by the issuer ({signed}-byte CMS; signer content-signer.pem)");
         }
     }
     Ok(())

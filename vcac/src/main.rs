@@ -12,6 +12,7 @@ mod import;
 mod inspect;
 mod nss;
 mod passthru;
+mod piv_sign;
 mod provision;
 mod record;
 mod run;

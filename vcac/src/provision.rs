@@ -217,6 +217,10 @@ pub(crate) fn run(args: ProvisionArgs) -> Result<(), String> {
         };
         builder = builder.identity(spec);
     }
+    if piv {
+        // The issuer's PIV content signer signs the CHUID and Security Object.
+        builder = builder.piv_content_signer(PkiBuilder::DEFAULT_CONTENT_SIGNER_SUBJECT);
+    }
     let mut card = CardOptions::default()
         .pin(pin.clone())
         .max_tries(args.max_tries)
@@ -241,10 +245,20 @@ pub(crate) fn run(args: ProvisionArgs) -> Result<(), String> {
     if p12_password.is_some() && !args.force {
         crate::import::refuse_existing(&args.out, &p12_names)?;
     }
+    if piv && !args.force {
+        crate::import::refuse_existing(&args.out, &crate::piv_sign::file_names())?;
+    }
     let pki = builder.build().map_err(|e| e.to_string())?;
+    let signed = if piv {
+        let files = pki.card_files(&card).map_err(|e| e.to_string())?;
+        crate::piv_sign::sign(&pki, &files, &pin)?
+    } else {
+        Vec::new()
+    };
     let mut written = pki
         .write_card_dir(&args.out, &card, args.force)
         .map_err(|e| e.to_string())?;
+    written.extend(crate::piv_sign::write(&args.out, &signed)?);
     if let Some(password) = &p12_password {
         let mut chain: Vec<&[u8]> = Vec::new();
         if let Some(intermediate) = pki.intermediate() {

@@ -46,7 +46,7 @@ impl KeyBackend for RustCrypto {
         } else if info.algorithm.oid == EC_OID && ec::is_p384(&info) {
             Ok(Arc::new(ec::P384Handle::from_pkcs8(der)?))
         } else if info.algorithm.oid == EC_OID {
-            Ok(Arc::new(P256Handle::from_pkcs8(der)?))
+            Ok(Arc::new(ec::P256Handle::from_pkcs8(der)?))
         } else {
             Err(KeyError::Unsupported(format!(
                 "key algorithm {} (supported: rsaEncryption, id-ecPublicKey on P-256 or P-384)",
@@ -273,66 +273,6 @@ impl KeyHandle for RsaHandle {
         };
         super::push_left_padded(out, &bytes, self.len);
         Ok(())
-    }
-}
-
-/// A P-256 ECDSA key.
-struct P256Handle {
-    key: p256::ecdsa::SigningKey,
-    spki: Vec<u8>,
-}
-
-impl core::fmt::Debug for P256Handle {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("P256Handle").finish_non_exhaustive()
-    }
-}
-
-impl P256Handle {
-    fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
-        let secret = p256::SecretKey::from_pkcs8_der(der)
-            .map_err(|e| KeyError::Parse(format!("EC private key (P-256 only): {e}")))?;
-        let spki = secret
-            .public_key()
-            .to_public_key_der()
-            .map_err(|e| KeyError::Backend(format!("SPKI encoding: {e}")))?
-            .into_vec();
-        Ok(P256Handle {
-            key: p256::ecdsa::SigningKey::from(secret),
-            spki,
-        })
-    }
-}
-
-impl KeyHandle for P256Handle {
-    fn algorithm(&self) -> KeyAlgorithm {
-        KeyAlgorithm::EcP256
-    }
-
-    fn public_key_der(&self) -> &[u8] {
-        &self.spki
-    }
-
-    fn private_op(
-        &self,
-        input: &[u8],
-        rng: &mut dyn CryptoRng,
-        out: &mut Vec<u8>,
-    ) -> Result<(), KeyError> {
-        use p256::ecdsa::signature::hazmat::RandomizedPrehashSigner;
-        if input.len() < 16 || input.len() > 64 {
-            return Err(KeyError::InvalidInput);
-        }
-        let sig: p256::ecdsa::Signature = self
-            .key
-            .sign_prehash_with_rng(rng, input)
-            .map_err(|e| KeyError::Backend(e.to_string()))?;
-        out.extend_from_slice(sig.to_der().as_bytes());
-        Ok(())
-    }
-
-    fn ecdh(&self, peer: &[u8], out: &mut Vec<u8>) -> Result<(), KeyError> {
-        ec::p256_ecdh(self.key.as_nonzero_scalar(), peer, out)
     }
 }
 

@@ -19,6 +19,7 @@ pub(crate) mod ber;
 pub(crate) mod mgmt;
 pub(crate) mod objects;
 pub(crate) mod options;
+pub(crate) mod signed;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
-//! The elliptic-curve half of the RustCrypto backend that PIV added:
-//! ECDSA P-384 (`p384`), ECDH on P-256 and P-384, and key generation for
-//! every algorithm the backend loads.
+//! The elliptic-curve half of the RustCrypto backend: ECDSA and ECDH on
+//! P-256 (`p256`) and P-384 (`p384`), one macro for both curves, and key
+//! generation for every algorithm the backend loads.
 
 use std::sync::Arc;
 
@@ -21,90 +21,86 @@ pub(super) fn is_p384(info: &pkcs8::PrivateKeyInfoRef<'_>) -> bool {
     info.algorithm.parameters_oid().ok() == Some(SECP384R1)
 }
 
-/// A P-384 key: ECDSA over a host hash, ECDH.
-pub(super) struct P384Handle {
-    key: p384::ecdsa::SigningKey,
-    spki: Vec<u8>,
-}
-
-impl core::fmt::Debug for P384Handle {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("P384Handle").finish_non_exhaustive()
-    }
-}
-
-impl P384Handle {
-    pub(super) fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
-        let secret = p384::SecretKey::from_pkcs8_der(der)
-            .map_err(|e| KeyError::Parse(format!("EC private key (P-384): {e}")))?;
-        let spki = secret
-            .public_key()
-            .to_public_key_der()
-            .map_err(|e| KeyError::Backend(format!("SPKI encoding: {e}")))?
-            .into_vec();
-        Ok(P384Handle {
-            key: p384::ecdsa::SigningKey::from(secret),
-            spki,
-        })
-    }
-}
-
-impl KeyHandle for P384Handle {
-    fn algorithm(&self) -> KeyAlgorithm {
-        KeyAlgorithm::EcP384
-    }
-
-    fn public_key_der(&self) -> &[u8] {
-        &self.spki
-    }
-
-    fn private_op(
-        &self,
-        input: &[u8],
-        rng: &mut dyn CryptoRng,
-        out: &mut Vec<u8>,
-    ) -> Result<(), KeyError> {
-        use p384::ecdsa::signature::hazmat::RandomizedPrehashSigner;
-        if input.len() < 24 || input.len() > 64 {
-            return Err(KeyError::InvalidInput);
+/// A key handle for one NIST curve: ECDSA over a host hash (DER
+/// signature), ECDH with an uncompressed peer point (the shared X
+/// coordinate). P-256 and P-384 differ only in their crate, algorithm,
+/// shortest accepted hash and point length.
+macro_rules! ec_handle {
+    ($handle:ident, $curve:ident, $algorithm:expr, $name:literal, $min_hash:literal, $point_len:literal) => {
+        #[doc = concat!("A ", $name, " key: ECDSA over a host hash, ECDH.")]
+        pub(super) struct $handle {
+            key: $curve::ecdsa::SigningKey,
+            spki: Vec<u8>,
         }
-        let sig: p384::ecdsa::Signature = self
-            .key
-            .sign_prehash_with_rng(rng, input)
-            .map_err(|e| KeyError::Backend(e.to_string()))?;
-        out.extend_from_slice(sig.to_der().as_bytes());
-        Ok(())
-    }
 
-    fn ecdh(&self, peer: &[u8], out: &mut Vec<u8>) -> Result<(), KeyError> {
-        if peer.len() != 97 || peer.first() != Some(&0x04) {
-            return Err(KeyError::InvalidInput);
+        impl core::fmt::Debug for $handle {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_struct(stringify!($handle)).finish_non_exhaustive()
+            }
         }
-        let point = p384::PublicKey::from_sec1_bytes(peer).map_err(|_| KeyError::InvalidInput)?;
-        let scalar: &p384::Scalar = self.key.as_nonzero_scalar().as_ref();
-        let shared = (point.to_projective() * scalar).to_affine();
-        let x = Zeroizing::new(shared.x());
-        out.extend_from_slice(&x);
-        Ok(())
-    }
+
+        impl $handle {
+            pub(super) fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
+                let secret = $curve::SecretKey::from_pkcs8_der(der).map_err(|e| {
+                    KeyError::Parse(format!(concat!("EC private key (", $name, "): {}"), e))
+                })?;
+                let spki = secret
+                    .public_key()
+                    .to_public_key_der()
+                    .map_err(|e| KeyError::Backend(format!("SPKI encoding: {e}")))?
+                    .into_vec();
+                Ok($handle {
+                    key: $curve::ecdsa::SigningKey::from(secret),
+                    spki,
+                })
+            }
+        }
+
+        impl KeyHandle for $handle {
+            fn algorithm(&self) -> KeyAlgorithm {
+                $algorithm
+            }
+
+            fn public_key_der(&self) -> &[u8] {
+                &self.spki
+            }
+
+            fn private_op(
+                &self,
+                input: &[u8],
+                rng: &mut dyn CryptoRng,
+                out: &mut Vec<u8>,
+            ) -> Result<(), KeyError> {
+                use $curve::ecdsa::signature::hazmat::RandomizedPrehashSigner;
+                if input.len() < $min_hash || input.len() > 64 {
+                    return Err(KeyError::InvalidInput);
+                }
+                let sig: $curve::ecdsa::Signature = self
+                    .key
+                    .sign_prehash_with_rng(rng, input)
+                    .map_err(|e| KeyError::Backend(e.to_string()))?;
+                out.extend_from_slice(sig.to_der().as_bytes());
+                Ok(())
+            }
+
+            fn ecdh(&self, peer: &[u8], out: &mut Vec<u8>) -> Result<(), KeyError> {
+                if peer.len() != $point_len || peer.first() != Some(&0x04) {
+                    return Err(KeyError::InvalidInput);
+                }
+                let point =
+                    $curve::PublicKey::from_sec1_bytes(peer).map_err(|_| KeyError::InvalidInput)?;
+                let scalar: &$curve::Scalar = self.key.as_nonzero_scalar().as_ref();
+                let shared = (point.to_projective() * scalar).to_affine();
+                let x = Zeroizing::new(shared.x());
+                out.extend_from_slice(&x);
+                Ok(())
+            }
+        }
+    };
 }
 
-/// ECDH of a P-256 secret with an uncompressed peer point.
-pub(super) fn p256_ecdh(
-    secret: &p256::NonZeroScalar,
-    peer: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), KeyError> {
-    if peer.len() != 65 || peer.first() != Some(&0x04) {
-        return Err(KeyError::InvalidInput);
-    }
-    let point = p256::PublicKey::from_sec1_bytes(peer).map_err(|_| KeyError::InvalidInput)?;
-    let scalar: &p256::Scalar = secret.as_ref();
-    let shared = (point.to_projective() * scalar).to_affine();
-    let x = Zeroizing::new(shared.x());
-    out.extend_from_slice(&x);
-    Ok(())
-}
+ec_handle!(P256Handle, p256, KeyAlgorithm::EcP256, "P-256", 16, 65);
+ec_handle!(P384Handle, p384, KeyAlgorithm::EcP384, "P-384", 24, 97);
 
 /// A secret scalar drawn from `rng` the way `elliptic-curve` 0.13 drew
 /// one (big-endian field-size bytes, drawn again while zero or not below
