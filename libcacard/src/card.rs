@@ -59,6 +59,10 @@ pub(crate) enum Engine {
     Applets,
     /// The emulated CAC.
     Cac(Box<cac::Card>),
+    /// A card answered elsewhere (PC/SC passthrough: a real card in the
+    /// host's pcscd). A fault is `VCARD_FAIL`.
+    #[cfg(feature = "pcsc")]
+    Relay(Box<dyn vreader::VirtualCard>),
 }
 
 struct Meta {
@@ -137,6 +141,12 @@ impl VCard {
         )
     }
 
+    /// A card whose APDUs another card answers (passthrough).
+    #[cfg(feature = "pcsc")]
+    pub(crate) fn from_relay(card: Box<dyn vreader::VirtualCard>) -> Arc<VCard> {
+        VCard::with_engine(Engine::Relay(card), ptr::null_mut(), None, false)
+    }
+
     /// Hands a reference to C.
     pub(crate) fn into_c(card: Arc<VCard>) -> *mut VCard {
         Arc::into_raw(card).cast_mut()
@@ -181,6 +191,12 @@ impl VCard {
                 Err(sw) => out.extend_from_slice(&sw.to_be_bytes()),
             }
             return true;
+        }
+        #[cfg(feature = "pcsc")]
+        if let Engine::Relay(card) = &mut *engine {
+            // The real card judges its commands; libcacard's framing is
+            // not applied to what passes through.
+            return card.transmit(command, out).is_ok();
         }
         let apdu = match apdu::new_apdu(command) {
             Ok(apdu) => apdu,
@@ -339,12 +355,23 @@ impl VCard {
             meta.current = [ptr::null_mut(); MAX_CHANNEL];
         }
         self.replace_buffer_response(ptr::null_mut());
-        if let Engine::Cac(card) = &mut *lock(&self.engine) {
-            if power == VCARD_POWER_ON {
-                card.power_on();
-            } else {
-                card.power_off();
+        match &mut *lock(&self.engine) {
+            Engine::Cac(card) => {
+                if power == VCARD_POWER_ON {
+                    card.power_on();
+                } else {
+                    card.power_off();
+                }
             }
+            #[cfg(feature = "pcsc")]
+            Engine::Relay(card) => {
+                if power == VCARD_POWER_ON {
+                    let _ = card.power_on();
+                } else {
+                    card.power_off();
+                }
+            }
+            Engine::Applets => {}
         }
     }
 
@@ -361,6 +388,8 @@ impl VCard {
         }
         match &*lock(&self.engine) {
             Engine::Cac(card) => card.atr().as_bytes().to_vec(),
+            #[cfg(feature = "pcsc")]
+            Engine::Relay(card) => card.atr().unwrap_or_default(),
             Engine::Applets => DEFAULT_ATR.to_vec(),
         }
     }
@@ -369,7 +398,7 @@ impl VCard {
     pub(crate) fn with_cac<T>(&self, f: impl FnOnce(&mut cac::Card) -> T) -> Option<T> {
         match &mut *lock(&self.engine) {
             Engine::Cac(card) => Some(f(card)),
-            Engine::Applets => None,
+            _ => None,
         }
     }
 

@@ -4,6 +4,7 @@
 use core::ffi::{c_char, CStr};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::card::VCard;
@@ -76,10 +77,13 @@ pub unsafe extern "C" fn vcard_emul_options(args: *const c_char) -> *mut VCardEm
 /// * `VCARD_EMUL_INIT_ALREADY_INITED` on every call after the first, even
 ///   if the first failed.
 /// * `VCARD_EMUL_FAIL` when the database cannot be opened, when
-///   `use_hw=no` and no soft card was built, for PC/SC passthrough (not
-///   supported), or for a pointer that is not the library's options.
-/// * `VCARD_EMUL_OK` otherwise (hardware mode has no tokens to mirror:
-///   zero readers is still OK, as in libcacard).
+///   `use_hw=no` and no soft card was built, when the database's
+///   `pkcs11.txt` cannot be read, or for a pointer that is not the
+///   library's options.
+/// * `VCARD_EMUL_OK` otherwise. Hardware mode (`use_hw` not `no`) then
+///   mirrors the slots of the PKCS#11 modules `pkcs11.txt` lists as
+///   readers ([`crate::hw`]); zero readers (no `pkcs11.txt`, no removable
+///   slot) is still OK, as in libcacard.
 ///
 /// # Safety
 /// `options` is NULL or from `vcard_emul_options`.
@@ -105,8 +109,7 @@ fn init(opts: &Options) -> VCardEmulError {
     reader::clear_readers();
     crate::event::vevent_queue_init();
     if opts.use_hw != UseHw::No && opts.hw_type == EmulType::Passthru {
-        eprintln!("libcacard: PC/SC passthrough is not supported by this libcacard");
-        return VCARD_EMUL_FAIL;
+        return passthru(opts);
     }
     let spec = opts.db.as_deref().unwrap_or(options::DEFAULT_DB);
     let source = match Source::open(spec) {
@@ -150,17 +153,52 @@ fn init(opts: &Options) -> VCardEmulError {
             Err(e) => eprintln!("libcacard: reader \"{}\": {e}", soft.name),
         }
     }
-    if opts.use_hw == UseHw::No && cards == 0 {
-        return VCARD_EMUL_FAIL;
+    if opts.use_hw == UseHw::No {
+        return if cards == 0 {
+            VCARD_EMUL_FAIL
+        } else {
+            VCARD_EMUL_OK
+        };
     }
-    VCARD_EMUL_OK
+    let dir = Path::new(spec.strip_prefix("sql:").unwrap_or(spec));
+    match crate::hw::start_tokens(dir, opts.use_hw) {
+        Ok(()) => VCARD_EMUL_OK,
+        Err(e) => {
+            eprintln!("libcacard: cannot read the module list: {e}");
+            VCARD_EMUL_FAIL
+        }
+    }
 }
 
-/// Ends the emulation session. The readers and cards stay as they are
-/// (nothing is held open: the database was read at init). Always
-/// `VCARD_EMUL_OK`.
+/// PC/SC passthrough: no database; soft readers are an error.
+fn passthru(opts: &Options) -> VCardEmulError {
+    if !opts.soft.is_empty() {
+        eprintln!("libcacard: soft= readers cannot be combined with PC/SC passthrough");
+        return VCARD_EMUL_FAIL;
+    }
+    #[cfg(feature = "pcsc")]
+    {
+        match crate::hw::start_passthru() {
+            Ok(()) => VCARD_EMUL_OK,
+            Err(e) => {
+                eprintln!("libcacard: PC/SC passthrough: {e}");
+                VCARD_EMUL_FAIL
+            }
+        }
+    }
+    #[cfg(not(feature = "pcsc"))]
+    {
+        eprintln!("libcacard: PC/SC passthrough is not built in (feature pcsc)");
+        VCARD_EMUL_FAIL
+    }
+}
+
+/// Ends the emulation session: hardware mode stops following its
+/// modules' slots (within a second). The readers and cards stay as they
+/// are. Always `VCARD_EMUL_OK`.
 #[no_mangle]
 pub extern "C" fn vcard_emul_finalize() -> VCardEmulError {
+    guard((), crate::hw::stop);
     VCARD_EMUL_OK
 }
 

@@ -10,6 +10,8 @@
 //!  QEMU / spice-gtk / C tests
 //!     │ vcard_emul_options ─► options::parse (pure Rust)
 //!     │ vcard_emul_init ────► soft: a vcac card directory or an NSS sql: DB
+//!     │                        hw:   the modules of DB/pkcs11.txt (PKCS#11
+//!     │                              tokens), or the host's pcscd (passthru)
 //!     │                        └► vcac_sources ─► cac::Card ─┐
 //!     │ vevent_* ◄────────── one process-wide FIFO ◄─────────┤ (READER_INSERT,
 //!     │                                                       │  CARD_INSERT…)
@@ -54,6 +56,7 @@ pub mod apdu;
 pub mod card;
 pub mod emul;
 pub mod event;
+pub mod hw;
 pub mod options;
 pub mod reader;
 mod soft;

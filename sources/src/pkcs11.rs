@@ -140,6 +140,10 @@ pub struct SlotSummary {
     pub description: String,
     /// `CKF_REMOVABLE_DEVICE`.
     pub removable: bool,
+    /// `CKF_HW_SLOT`: a hardware slot (NSS's `PK11_IsHW`).
+    pub hardware: bool,
+    /// `CKF_TOKEN_PRESENT`, initialised or not.
+    pub token_present: bool,
     /// The token, when one is present and initialised.
     pub token: Option<TokenSummary>,
 }
@@ -156,15 +160,20 @@ pub struct TokenSummary {
 impl Module {
     /// Loads the module at `path` and calls `C_Initialize` (OS locking).
     /// Loading and initialisation must finish within `timeout`: a module
-    /// that hangs is abandoned with an error.
+    /// that hangs is abandoned with an error. A bare file name (no `/`,
+    /// as NSS databases often list `p11-kit-proxy.so`) is searched for
+    /// the way the dynamic loader searches.
     pub fn open(path: &Path, timeout: Duration) -> Result<Module, Pkcs11Error> {
         let fail = |reason: String| Pkcs11Error::Load {
             module: path.to_path_buf(),
             reason,
         };
+        let bare =
+            path.components().count() == 1 && !path.as_os_str().is_empty() && !path.has_root();
         match std::fs::metadata(path) {
             Ok(m) if m.is_file() => {}
             Ok(_) => return Err(fail("not a file".into())),
+            Err(_) if bare => {}
             Err(e) => return Err(fail(e.to_string())),
         }
         let (tx, rx) = std::sync::mpsc::channel();
@@ -271,6 +280,8 @@ impl Module {
                 id: slot.id(),
                 description: info.slot_description().trim_end().to_owned(),
                 removable: info.removable_device(),
+                hardware: info.hardware_slot(),
+                token_present: info.token_present(),
                 token,
             });
         }
@@ -665,6 +676,8 @@ pub struct TokenKey {
     id: Vec<u8>,
     algorithm: KeyAlgorithm,
     spki: Vec<u8>,
+    /// The RSA modulus, big-endian without leading zeros (empty for EC).
+    modulus: Vec<u8>,
 }
 
 impl fmt::Debug for TokenKey {
@@ -792,6 +805,11 @@ impl KeyHandle for TokenKey {
                 if input.len() != k {
                     return Err(KeyError::InvalidInput);
                 }
+                // Not an RSA input: refused here, the way the software
+                // keys refuse it, rather than with whatever the token says.
+                if self.modulus.len() == k && input >= self.modulus.as_slice() {
+                    return Err(KeyError::InvalidInput);
+                }
                 self.rsa(s, m, key, input).and_then(|r| {
                     if r.len() > k {
                         return Err(OpError::Key(KeyError::Backend(
@@ -828,6 +846,18 @@ impl KeyHandle for TokenKey {
 enum OpError {
     Token(CkError),
     Key(KeyError),
+}
+
+/// The modulus of an RSA public key, big-endian without leading zeros.
+fn rsa_modulus(spki: &spki::SubjectPublicKeyInfoOwned) -> Option<Vec<u8>> {
+    use der::Decode;
+    let key = pkcs1::RsaPublicKey::<der::asn1::UintRef<'_>>::from_der(
+        spki.subject_public_key.raw_bytes(),
+    )
+    .ok()?;
+    let n = key.modulus.as_bytes();
+    let zeros = n.iter().take_while(|b| **b == 0).count();
+    n.get(zeros..).map(<[u8]>::to_vec)
 }
 
 /// The algorithm of a certificate's public key, if the card supports it.
@@ -1020,6 +1050,7 @@ pub fn load_token(
             id: id.clone(),
             algorithm,
             spki: spki_der,
+            modulus: rsa_modulus(spki).unwrap_or_default(),
         };
         builder = builder.identity(Identity::new(der, Arc::new(key)));
         identities.push((id, label));

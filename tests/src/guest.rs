@@ -244,8 +244,28 @@ impl Guest {
         append: &str,
         env: &[(&str, &std::ffi::OsStr)],
     ) -> Guest {
+        Guest::boot_wrapped(
+            image,
+            machine_args,
+            append,
+            env,
+            Command::new("qemu-system-x86_64"),
+        )
+    }
+
+    /// Like [`Guest::boot_with_env`], but QEMU is started by `command`:
+    /// `qemu-system-x86_64` itself, or a wrapper (`nsenter`, `unshare`)
+    /// whose arguments end with `qemu-system-x86_64` and which execs it
+    /// (so that [`Guest::pid`] is QEMU's).
+    pub fn boot_wrapped(
+        image: &GuestImage,
+        machine_args: &[String],
+        append: &str,
+        env: &[(&str, &std::ffi::OsStr)],
+        mut command: Command,
+    ) -> Guest {
         let accel = std::env::var("VCAC_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
-        let mut qemu = Command::new("qemu-system-x86_64")
+        let mut qemu = command
             .envs(env.iter().copied())
             .args(["-accel", &accel, "-smp", "2", "-m", "512"])
             .args(machine_args)
