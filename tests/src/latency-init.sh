@@ -2,14 +2,16 @@
 # /init of the latency guest (benches/benches/usbredir_latency.rs), laid
 # over the usbredir guest's initramfs (guest::usbredir_guest_image).
 #
-# Two readers on one UHCI bus: QEMU's usb-ccid with ccid-card-passthru
-# (served by `vcac passthru`) and a usb-redir device (served by `vcac
-# usbredir`). pcscd and libccid drive both. For each round, and for each
-# reader in turn (the one that goes first alternating), opensc-tool runs
-# once with 1 APDU and once with 1 + K; the host takes the difference / K.
+# Two readers on one USB controller (UHCI or xHCI): QEMU's usb-ccid with
+# ccid-card-passthru (served by `vcac passthru`) and a usb-redir device
+# (served by `vcac usbredir`). pcscd and libccid drive both. For each
+# round, and for each reader in turn (the one that goes first
+# alternating), opensc-tool runs once with 1 APDU and once with 1 + K;
+# the host takes the difference / K.
 # Results go to the serial console as "@@VCAC <key> <value>".
 #
-# Kernel command line: vcac.k= (extra APDUs), vcac.rounds=.
+# Kernel command line: vcac.k= (extra APDUs), vcac.rounds=, vcac.hc=
+# (uhci, the default, or xhci: the host controller driver to load).
 
 /bin/busybox --install -s /bin
 export PATH=/usr/bin:/usr/sbin:/bin
@@ -40,14 +42,20 @@ dmesg -n 1
 
 K=10
 ROUNDS=1
+HC=uhci
 for word in $(cat /proc/cmdline); do
     case "$word" in
         vcac.k=*) K=${word#vcac.k=} ;;
         vcac.rounds=*) ROUNDS=${word#vcac.rounds=} ;;
+        vcac.hc=*) HC=${word#vcac.hc=} ;;
     esac
 done
 
-for m in usb-common usbcore uhci-hcd; do
+case "$HC" in
+    xhci) mods="usb-common usbcore xhci-hcd xhci-pci" ;;
+    *) mods="usb-common usbcore uhci-hcd" ;;
+esac
+for m in $mods; do
     insmod /modules/$m.ko || fail "insmod $m"
 done
 

@@ -6,7 +6,8 @@
 //! to 2 s); [`listen`] waits for a QEMU that connects (`reconnect=1`).
 //! Each connection gets a fresh device model from the caller's factory
 //! (the cards, in the caller's [`vreader::ReaderSet`], keep their state),
-//! `TCP_NODELAY`, one write per batch, and card operations run inline.
+//! `TCP_NODELAY`, one write per batch, and card operations run inline,
+//! after the batch that acknowledges the command has been written.
 //! When `stop` is set the device is unplugged (device_disconnect, then a
 //! short wait for QEMU's ack) before the socket closes.
 //!
@@ -186,6 +187,11 @@ pub fn session(
     let mut out = Vec::with_capacity(4096);
     let mut greeted = false;
     loop {
+        // What the peer's packets already settled (bulk OUT statuses,
+        // control answers) goes out before any card work: QEMU completes
+        // the guest's OUT transfer and the guest queues its IN transfer
+        // while the card computes, as with a real reader.
+        flush(stream, &mut host, &mut out)?;
         host.run_jobs();
         flush(stream, &mut host, &mut out)?;
         greeted |= log_events(&mut host);

@@ -192,6 +192,48 @@ fn bulk_in_is_held_until_the_card_answers() {
 }
 
 #[test]
+fn the_out_status_does_not_wait_for_the_card() {
+    let mut r = rig();
+    r.host.receive(&pkt(6, 1, &[1])).unwrap();
+    out(&mut r.host);
+    let bulk_out = |id: u64, ccid: &[u8]| {
+        let mut body = vec![0x03, 0x00];
+        body.extend_from_slice(&(ccid.len() as u16).to_le_bytes());
+        body.extend_from_slice(&hex!("00000000 0000"));
+        body.extend_from_slice(ccid);
+        pkt(101, id, &body)
+    };
+    let bulk_in = |id: u64| pkt(101, id, &hex!("82 00 1400 00000000 0100"));
+    // IccPowerOn, bSeq 1, then its ATR.
+    r.host
+        .receive(&bulk_out(50, &hex!("62 00000000 00 01 000000")))
+        .unwrap();
+    r.host.run_jobs();
+    r.host.receive(&bulk_in(51)).unwrap();
+    let o = out(&mut r.host);
+    // Its OUT status (26 bytes), then the IN answer.
+    assert_eq!(o[26 + 16..26 + 18], hex!("82 00"));
+    assert_eq!(o[26 + 26], 0x80, "DataBlock with the ATR");
+    // XfrBlock SELECT, bSeq 2: its OUT status comes before the card has
+    // run, so the guest can queue its IN transfer meanwhile.
+    let select = hex!("6F 0A000000 00 02 00 0000 00A4040005A000000001");
+    r.host.receive(&bulk_out(52, &select)).unwrap();
+    assert_eq!(
+        out(&mut r.host),
+        hex!("65000000 0A000000 3400000000000000 03 00 1400 00000000 0000")
+    );
+    r.host.receive(&bulk_in(53)).unwrap();
+    assert!(out(&mut r.host).is_empty(), "the card has not run yet");
+    r.host.run_jobs();
+    let o = out(&mut r.host);
+    assert_eq!(o[..8], hex!("65000000 16000000"));
+    assert_eq!(o[8..16], 53u64.to_le_bytes());
+    assert_eq!(o[26], 0x80, "RDR_to_PC_DataBlock");
+    assert_eq!(o[26 + 6], 2, "bSeq");
+    assert_eq!(o[o.len() - 2..], hex!("6A82"), "no such applet");
+}
+
+#[test]
 fn packet_rules_short_requests_zlp_and_cancel() {
     let mut r = rig();
     r.host.receive(&pkt(6, 1, &[1])).unwrap();
