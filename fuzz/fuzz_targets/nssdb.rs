@@ -3,8 +3,11 @@
 //! (parse + verify), 2 a SubjectPublicKeyInfo / certificate / column name /
 //! attribute value, 3 whole tables of rows interpreted by
 //! `Database::from_raw` with every look-up and key extraction run on
-//! them. Iteration counts are capped at 8 so each input stays fast. None
-//! may panic or allocate without bound.
+//! them, 4 a whole SQLite file read by nssdb's own reader as cert9.db and
+//! as key4.db (header, B-trees, overflow chains, records, the CREATE
+//! TABLE text), the tables then interpreted as in 3. Iteration counts are
+//! capped at 8 so each input stays fast. None may panic or allocate
+//! without bound.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -115,7 +118,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let pass_key = raw::PassKey::derive(&[0u8; 20], b"");
-    match mode % 4 {
+    match mode % 5 {
         0 => {
             if let Ok(v) = raw::EncryptedValue::parse(body, MAX_ITERATIONS) {
                 assert!(v.iterations() >= 1 && v.iterations() <= MAX_ITERATIONS);
@@ -139,6 +142,33 @@ fuzz_target!(|data: &[u8]| {
             if let Some(curve) = raw::Curve::from_params(body.get(..10).unwrap_or_default()) {
                 let _ = raw::EcKey::new(curve, body.get(10..).unwrap_or_default())
                     .map(|k| k.to_pkcs8());
+            }
+        }
+        4 => {
+            let public = raw::parse_cert_db("cert9.db".as_ref(), body);
+            let Ok((private, meta)) = raw::parse_key_db("key4.db".as_ref(), body) else {
+                return;
+            };
+            for row in private
+                .rows
+                .iter()
+                .chain(public.iter().flat_map(|t| &t.rows))
+            {
+                assert!(row.values.iter().flatten().all(|v| v.len() <= body.len()));
+            }
+            let Ok(db) = Database::from_raw(
+                "cert9.db".into(),
+                "key4.db".into(),
+                public.unwrap_or_default(),
+                private,
+                meta,
+            ) else {
+                return;
+            };
+            let db = db.with_max_iterations(MAX_ITERATIONS);
+            let _ = db.check_password(b"");
+            for cert in db.certificates() {
+                let _ = db.private_key_pkcs8(&cert, b"");
             }
         }
         _ => {

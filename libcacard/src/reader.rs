@@ -379,11 +379,23 @@ pub unsafe extern "C" fn vreader_xfr_bytes(
             return VREADER_NO_CARD;
         }
         // SAFETY: per the contract.
-        let Some(card) = unsafe { reader_ref(reader) }.and_then(VReader::card) else {
+        let Some(reader) = (unsafe { reader_ref(reader) }) else {
             return VREADER_NO_CARD;
         };
         // SAFETY: per the contract.
         let Some(command) = (unsafe { c_slice(send_buf, send_buf_len) }) else {
+            return VREADER_NO_CARD;
+        };
+        // The card slot stays locked while the card answers: an insert or
+        // removal from another thread waits for the APDU in flight, as if
+        // it came just after it. This saves cloning and dropping the
+        // card's Arc: two of the six atomic read-modify-writes per APDU
+        // that topped this function's own cost in a perf profile of the
+        // bind replay. (A C applet callback calling the reader API on its
+        // own reader would wait here; a re-entrant vreader_xfr_bytes
+        // already waited on the card's engine lock before.)
+        let slot = lock(&reader.card);
+        let Some(card) = slot.as_ref() else {
             return VREADER_NO_CARD;
         };
         // One response buffer per thread, reused: no allocation per APDU

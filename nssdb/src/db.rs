@@ -1,4 +1,4 @@
-//! The in-memory snapshot: rows as read from SQLite, interpreted into
+//! The in-memory snapshot: rows as read from the SQLite files, interpreted into
 //! certificates, private-key objects and `metaData` items, and the
 //! look-ups and key decryption on top. No I/O here.
 
@@ -63,15 +63,43 @@ pub struct RawMeta {
     pub item2: Option<Vec<u8>>,
 }
 
+/// Every attribute this crate reads from an object (with [`Object::get`]).
+/// [`crate::Database::open`] keeps only these columns of a file's rows: a
+/// row of NSS 3.87 has 119 attribute columns, and copying the others was
+/// most of the cost of opening a database.
+pub(crate) const USED_ATTRIBUTES: [u32; 15] = [
+    CKA_CLASS,
+    CKA_LABEL,
+    CKA_VALUE,
+    attr::CKA_CERTIFICATE_TYPE,
+    CKA_KEY_TYPE,
+    CKA_ID,
+    attr::CKA_MODULUS,
+    attr::CKA_PUBLIC_EXPONENT,
+    attr::CKA_PRIVATE_EXPONENT,
+    attr::CKA_PRIME_1,
+    attr::CKA_PRIME_2,
+    attr::CKA_EXPONENT_1,
+    attr::CKA_EXPONENT_2,
+    attr::CKA_COEFFICIENT,
+    attr::CKA_EC_PARAMS,
+];
+
 #[derive(Debug, Clone)]
 struct Object {
     id: u32,
-    attrs: BTreeMap<u32, Vec<u8>>,
+    /// Sorted by attribute type, each type once.
+    attrs: Vec<(u32, Vec<u8>)>,
 }
 
 impl Object {
     fn get(&self, attribute: u32) -> Option<&[u8]> {
-        self.attrs.get(&attribute).map(Vec::as_slice)
+        debug_assert!(
+            USED_ATTRIBUTES.contains(&attribute),
+            "attribute {attribute:#x} is read but not in USED_ATTRIBUTES"
+        );
+        let i = self.attrs.binary_search_by_key(&attribute, |a| a.0).ok()?;
+        self.attrs.get(i).map(|a| a.1.as_slice())
     }
 
     fn ulong(&self, attribute: u32) -> Option<u32> {
@@ -113,9 +141,9 @@ impl Certificate {
 
 /// An NSS `sql:` database, read whole into memory.
 ///
-/// Opening reads cert9.db and key4.db each in one read transaction and
-/// closes them: no lock is held afterwards, and later changes to the files
-/// are not seen.
+/// Opening reads cert9.db and key4.db, each as one consistent snapshot
+/// taken without a lock, and closes them: later changes to the files are
+/// not seen.
 pub struct Database {
     cert_file: PathBuf,
     key_file: PathBuf,
@@ -153,18 +181,18 @@ fn interpret_table(file: &Path, table: &str, raw: RawTable) -> Result<Vec<Object
             detail: format!("{table} has more than {MAX_ROWS} rows"),
         });
     }
-    let mut types = Vec::with_capacity(raw.columns.len());
-    let mut seen = std::collections::BTreeSet::new();
-    for name in &raw.columns {
-        let t = attr::column_attribute(name);
-        if let Some(t) = t {
-            if !seen.insert(t) {
-                return Err(schema(format!(
-                    "{table} has two columns for attribute {t:#x}"
-                )));
-            }
-        }
-        types.push(t);
+    let types: Vec<Option<u32>> = raw
+        .columns
+        .iter()
+        .map(|name| attr::column_attribute(name))
+        .collect();
+    let mut sorted: Vec<u32> = types.iter().flatten().copied().collect();
+    sorted.sort_unstable();
+    if let Some(w) = sorted.windows(2).find(|w| w.first() == w.get(1)) {
+        let t = w.first().copied().unwrap_or_default();
+        return Err(schema(format!(
+            "{table} has two columns for attribute {t:#x}"
+        )));
     }
     let mut objects: BTreeMap<u32, Object> = BTreeMap::new();
     for row in raw.rows {
@@ -175,7 +203,7 @@ fn interpret_table(file: &Path, table: &str, raw: RawTable) -> Result<Vec<Object
                 "{table} row {id:#x} has the wrong number of values"
             )));
         }
-        let mut attrs = BTreeMap::new();
+        let mut attrs = Vec::new();
         for (t, v) in types.iter().zip(row.values) {
             let (Some(t), Some(v)) = (t, v) else { continue };
             if v.len() > MAX_VALUE {
@@ -191,8 +219,10 @@ fn interpret_table(file: &Path, table: &str, raw: RawTable) -> Result<Vec<Object
             } else {
                 v
             };
-            attrs.insert(*t, v);
+            attrs.push((*t, v));
         }
+        // Column types are distinct (checked above).
+        attrs.sort_unstable_by_key(|a| a.0);
         if objects.insert(id, Object { id, attrs }).is_some() {
             return Err(schema(format!("{table} has two rows with id {id:#x}")));
         }

@@ -106,12 +106,26 @@ pub enum Error {
         /// The file.
         file: PathBuf,
     },
-    /// Another SQLite error.
-    Sqlite {
+    /// The database is in WAL journal mode, which NSS never uses (its
+    /// committed changes may be in `FILE-wal`, which is not read).
+    Wal {
         /// The file.
         file: PathBuf,
-        /// SQLite's message.
-        message: String,
+    },
+    /// A valid SQLite file using a feature this reader does not implement
+    /// and NSS never writes (UTF-16, WITHOUT ROWID, generated columns…).
+    UnsupportedSqlite {
+        /// The file.
+        file: PathBuf,
+        /// Which feature.
+        detail: String,
+    },
+    /// The SQLite structure is inconsistent (damaged or hostile file).
+    Malformed {
+        /// The file.
+        file: PathBuf,
+        /// What is wrong, and where (page number).
+        detail: String,
     },
     /// A table or column NSS always writes is missing, or a row is malformed.
     Schema {
@@ -230,7 +244,21 @@ impl fmt::Display for Error {
                 "{}: locked by a writer for the whole busy timeout; retry later",
                 file.display()
             ),
-            Self::Sqlite { file, message } => write!(f, "{}: SQLite: {message}", file.display()),
+            Self::Wal { file } => write!(
+                f,
+                "{0}: the database is in SQLite WAL mode, which NSS never uses and this \
+                 reader does not read; as its owner, switch it back with \
+                 `sqlite3 {0} 'PRAGMA journal_mode=DELETE'`",
+                file.display()
+            ),
+            Self::UnsupportedSqlite { file, detail } => write!(
+                f,
+                "{}: unsupported SQLite feature (NSS never writes it): {detail}",
+                file.display()
+            ),
+            Self::Malformed { file, detail } => {
+                write!(f, "{}: malformed SQLite database: {detail}", file.display())
+            }
             Self::Schema { file, detail } => {
                 write!(f, "{}: not an NSS database: {detail}", file.display())
             }

@@ -3,7 +3,7 @@
 //! PKCS #8, checking every integrity MAC NSS would.
 //!
 //! ```text
-//!  "sql:DIR"                 one read transaction per file, then closed
+//!  "sql:DIR"                 each file read whole, without a lock, then closed
 //!     │       ┌───────────┐  ┌──────────────────────────────────────────┐
 //!     ├─────► │ cert9.db  │─►│ nssPublic rows ─► Certificate (nickname, │
 //!     │       └───────────┘  │                    DER, CKA_ID, validity)│
@@ -76,6 +76,7 @@ mod error;
 mod key;
 mod mac;
 mod pbe;
+mod sqlfile;
 mod sqlite;
 mod x509;
 
@@ -100,6 +101,29 @@ pub mod raw {
     pub use crate::mac::{mac_row_id, MacTable, Pbmac1, FALLBACK_ID_BITS};
     pub use crate::pbe::{EncryptedValue, PassKey, DEFAULT_MAX_ITERATIONS};
     pub use crate::x509::CertInfo;
+
+    /// A consistent copy of a whole SQLite database file, read without
+    /// taking a lock (a concurrent writer's commit is waited for, never
+    /// blocked); what [`Database::open`](crate::Database::open) parses.
+    pub fn snapshot(file: &std::path::Path) -> Result<Vec<u8>, crate::Error> {
+        crate::sqlite::snapshot(file)
+    }
+
+    /// Parses the bytes of a whole cert9.db (its `nssPublic` table), as
+    /// [`Database::open`](crate::Database::open) does after reading the
+    /// file; errors name `file`.
+    pub fn parse_cert_db(file: &std::path::Path, bytes: &[u8]) -> Result<RawTable, crate::Error> {
+        crate::sqlite::parse_cert_db(file, bytes)
+    }
+
+    /// Parses the bytes of a whole key4.db (its `nssPrivate` and
+    /// `metaData` tables).
+    pub fn parse_key_db(
+        file: &std::path::Path,
+        bytes: &[u8],
+    ) -> Result<(RawTable, Vec<RawMeta>), crate::Error> {
+        crate::sqlite::parse_key_db(file, bytes)
+    }
 }
 
 /// Where a database spec points.
@@ -117,8 +141,8 @@ fn database_dir(spec: &str) -> Result<PathBuf, Error> {
 
 impl Database {
     /// Opens `sql:DIR` or a plain `DIR` holding cert9.db and key4.db,
-    /// reading both whole (read-only, one read transaction each) and
-    /// closing them. A `dbm:` spec, or a directory with only cert8.db /
+    /// reading both whole (read-only, each a consistent snapshot taken
+    /// without a lock) and closing them. A `dbm:` spec, or a directory with only cert8.db /
     /// key3.db, gives [`Error::LegacyDbm`].
     pub fn open(spec: &str) -> Result<Database, Error> {
         let dir = database_dir(spec)?;

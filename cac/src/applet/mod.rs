@@ -62,7 +62,12 @@ impl Chain {
     /// Drops the chain, wiping its bytes.
     pub(crate) fn clear(&mut self) {
         self.owner = None;
-        self.buf.zeroize();
+        // Every SELECT clears the chain: wipe only when there is something
+        // to wipe. `buf` is only ever emptied by `zeroize`, which also
+        // zeroes the spare capacity, so an empty `buf` holds no secret.
+        if !self.buf.is_empty() {
+            self.buf.zeroize();
+        }
     }
 
     /// Appends a block for applet `owner`, restarting the chain when it
