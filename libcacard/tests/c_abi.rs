@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use certs_fixtures::{IdentitySpec, KeyType, Role};
+use vcac_tests::guest::target_dir;
+use vcac_tests::nss::{make_nssdb, three_identities};
+use vcac_tests::{check, softhsm_conf};
 
 const DEBIAN_LIB: &str = "/usr/lib/x86_64-linux-gnu/libcacard.so.0";
 const DEBIAN_HEADERS: &str = "/usr/include/cacard";
@@ -58,24 +60,6 @@ fn run(cmd: &mut Command) -> Output {
     out
 }
 
-fn check(cmd: &mut Command) -> Output {
-    let out = run(cmd);
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => PathBuf::from(d),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
-    }
-}
-
 fn env() -> &'static Env {
     static ENV: OnceLock<Env> = OnceLock::new();
     ENV.get_or_init(|| {
@@ -109,24 +93,7 @@ fn env() -> &'static Env {
         // certificates of one subject one nickname), imported with
         // pk12util, so every answer, signatures included, is the same on
         // every run.
-        let pki = certs_fixtures::PkiBuilder::new(13)
-            .identity(IdentitySpec::new(
-                Role::Authentication,
-                KeyType::Rsa2048,
-                "cert1",
-            ))
-            .identity(IdentitySpec::new(
-                Role::Signature,
-                KeyType::Rsa2048,
-                "cert2",
-            ))
-            .identity(IdentitySpec::new(
-                Role::Encryption,
-                KeyType::Rsa2048,
-                "cert3",
-            ))
-            .build()
-            .unwrap();
+        let pki = three_identities(13);
         let nssdb = dir.join("nssdb");
         let nssdb_pw = dir.join("nssdb-pw");
         make_nssdb(&dir, &nssdb, None, &pki);
@@ -166,52 +133,6 @@ fn env() -> &'static Env {
             carddir,
         }
     })
-}
-
-/// An NSS sql: database at `db` (`certutil -N`, with `password` or
-/// none) holding `pki`'s identities as `cert1`, `cert2`, …: PKCS#12 files
-/// made by `openssl pkcs12 -export`, imported with `pk12util -i`.
-fn make_nssdb(work: &Path, db: &Path, password: Option<&str>, pki: &certs_fixtures::Pki) {
-    std::fs::create_dir(db).unwrap();
-    let spec = format!("sql:{}", db.display());
-    let pwfile = work.join("db-password");
-    std::fs::write(&pwfile, format!("{}\n", password.unwrap_or(""))).unwrap();
-    let mut init = Command::new("certutil");
-    init.args(["-N", "-d", &spec]);
-    match password {
-        Some(_) => init.arg("-f").arg(&pwfile),
-        None => init.arg("--empty-password"),
-    };
-    check(&mut init);
-    for (i, id) in pki.identities().iter().enumerate() {
-        let c = id.credential();
-        let (pem, key, p12) = (
-            work.join("id.pem"),
-            work.join("id.key"),
-            work.join("id.p12"),
-        );
-        std::fs::write(&pem, c.cert_pem()).unwrap();
-        std::fs::write(&key, c.key_pem()).unwrap();
-        check(
-            Command::new("openssl")
-                .args(["pkcs12", "-export", "-passout", "pass:p12"])
-                .arg("-name")
-                .arg(format!("cert{}", i + 1))
-                .arg("-in")
-                .arg(&pem)
-                .arg("-inkey")
-                .arg(&key)
-                .arg("-out")
-                .arg(&p12),
-        );
-        check(
-            Command::new("pk12util")
-                .arg("-i")
-                .arg(&p12)
-                .args(["-d", &spec, "-W", "p12", "-k"])
-                .arg(&pwfile),
-        );
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -929,18 +850,7 @@ fn hw_env() -> HwEnv {
     assert!(Path::new(SOFTHSM).is_file(), "{SOFTHSM} is missing");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let tokens = dir.join("tokens");
-    std::fs::create_dir(&tokens).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nslots.removable = true\n\
-             log.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
+    let conf = softhsm_conf(&dir, "");
     let hsm = |program: &str, args: &[&str]| {
         check(Command::new(program).args(args).env("SOFTHSM2_CONF", &conf));
     };

@@ -1,12 +1,14 @@
 #!/bin/sh
-# Builds the guest of the QEMU end-to-end test (tests/tests/qemu_guest.rs):
+# Builds the guest of the QEMU end-to-end tests (vcac_tests::guest::guest_image):
 #
 #   OUT/vmlinuz         Debian's kernel, from `apt-get download` of the
-#                       package linux-image-amd64 depends on
+#                       package linux-image-amd64 depends on (the package
+#                       is kept in OUT for the next build)
 #   OUT/initramfs.cpio  busybox, this machine's own pcscd, libccid,
 #                       opensc-tool, pkcs11-tool, opensc-pkcs11.so and every
-#                       library they load, the kernel's USB modules, and
-#                       guest-init.sh as /init
+#                       library they load, the kernel's USB modules (UHCI
+#                       and xHCI), tests/src/guest-lib.sh as
+#                       /lib/vcac-guest.sh and guest-init.sh as /init
 #
 # usage: build-guest.sh OUT
 # A local kernel package can be given with VCAC_GUEST_KERNEL_DEB=/path.deb.
@@ -39,11 +41,16 @@ else
         echo "build-guest: apt-cache knows no linux-image-amd64 (run apt-get update)" >&2
         exit 3
     }
-    (cd "$work" && apt-get download "$pkg" >/dev/null 2>&1) || {
-        echo "build-guest: apt-get download $pkg failed" >&2
-        exit 3
-    }
-    deb=$(ls "$work"/linux-image-*.deb)
+    deb=$(ls "$out/${pkg}"_*.deb 2>/dev/null | head -n 1)
+    if [ -z "$deb" ]; then
+        (cd "$work" && apt-get download "$pkg" >/dev/null 2>&1) || {
+            echo "build-guest: apt-get download $pkg failed" >&2
+            exit 3
+        }
+        rm -f "$out"/linux-image-*.deb
+        mv "$work"/linux-image-*.deb "$out/"
+        deb=$(ls "$out/${pkg}"_*.deb)
+    fi
 fi
 echo "build-guest: kernel package $(basename "$deb")"
 mkdir -p "$work/kernel"
@@ -52,7 +59,9 @@ dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$work/kernel" --wildcards \
     './boot/vmlinuz-*' \
     './lib/modules/*/kernel/drivers/usb/common/usb-common.ko' \
     './lib/modules/*/kernel/drivers/usb/core/usbcore.ko' \
-    './lib/modules/*/kernel/drivers/usb/host/uhci-hcd.ko'
+    './lib/modules/*/kernel/drivers/usb/host/uhci-hcd.ko' \
+    './lib/modules/*/kernel/drivers/usb/host/xhci-hcd.ko' \
+    './lib/modules/*/kernel/drivers/usb/host/xhci-pci.ko'
 cp "$work"/kernel/boot/vmlinuz-* "$work/vmlinuz"
 
 # --- the root file system ---------------------------------------------------
@@ -97,6 +106,7 @@ app default {
 EOF
 echo 'root:x:0:0:root:/tmp:/bin/sh' > "$root/etc/passwd"
 echo 'root:x:0:' > "$root/etc/group"
+cp "$here/../src/guest-lib.sh" "$root/usr/lib/vcac-guest.sh"
 cp "$here/guest-init.sh" "$root/init"
 chmod 755 "$root/init"
 

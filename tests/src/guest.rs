@@ -44,22 +44,6 @@ pub fn output(cmd: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-/// The kernel package `linux-image-amd64` depends on.
-fn kernel_package() -> String {
-    output("apt-cache", &["depends", "linux-image-amd64"])
-        .lines()
-        .find_map(|l| {
-            l.trim()
-                .strip_prefix("Depends: ")
-                .filter(|p| {
-                    p.starts_with("linux-image-")
-                        && p.as_bytes().get(12).is_some_and(u8::is_ascii_digit)
-                })
-                .map(str::to_owned)
-        })
-        .expect("apt-cache knows no linux-image-amd64 (run apt-get update)")
-}
-
 /// A guest kernel and initramfs.
 #[derive(Clone, Debug)]
 pub struct GuestImage {
@@ -71,23 +55,24 @@ pub struct GuestImage {
     pub cached: bool,
 }
 
-/// The usbredir test guest: `tests/qemu/build-guest.sh`'s image with an
-/// overlay archive (appended cpio: the kernel unpacks both) holding
-/// `tests/src/usbredir-init.sh` as `/init` and the xHCI modules. Cached in
-/// `TARGET/qemu-usbredir-guest/`, rebuilt when a script or a package
+/// The test guest: Debian's kernel and an initramfs of this machine's
+/// busybox, pcscd, libccid and OpenSC with the USB modules (UHCI, xHCI),
+/// `tests/src/guest-lib.sh` as `/lib/vcac-guest.sh` and
+/// `tests/qemu/guest-init.sh` as `/init`, built by
+/// `tests/qemu/build-guest.sh`. Other tests lay their own `/init` over it
+/// with [`with_init`]. Cached in `TARGET/qemu-guest/`, rebuilt when a
+/// script, a host package it copies or the kernel package apt offers
 /// changes.
-pub fn usbredir_guest_image() -> GuestImage {
+pub fn guest_image() -> GuestImage {
     let root = workspace_root();
-    let scripts = root.join("tests/qemu");
-    let init = root.join("tests/src/usbredir-init.sh");
-    let dir = target_dir().join("qemu-usbredir-guest");
+    let build = root.join("tests/qemu/build-guest.sh");
+    let dir = target_dir().join("qemu-guest");
     std::fs::create_dir_all(&dir).unwrap();
-    let pkg = kernel_package();
     let mut text = String::new();
     for f in [
-        scripts.join("build-guest.sh"),
-        scripts.join("guest-init.sh"),
-        init.clone(),
+        build.clone(),
+        root.join("tests/qemu/guest-init.sh"),
+        root.join("tests/src/guest-lib.sh"),
     ] {
         text.push_str(&std::fs::read_to_string(&f).unwrap());
     }
@@ -105,53 +90,26 @@ pub fn usbredir_guest_image() -> GuestImage {
             "busybox-static",
         ],
     ));
-    text.push_str(&pkg);
+    text.push_str(&output("apt-cache", &["depends", "linux-image-amd64"]));
+    text.push_str(&std::env::var("VCAC_GUEST_KERNEL_DEB").unwrap_or_default());
     let want = format!("{:016x}", fnv1a(text.as_bytes(), 0xcbf2_9ce4_8422_2325));
-    let kernel = dir.join("vmlinuz");
-    let initrd = dir.join("initramfs-usbredir.cpio");
+    let image = |cached| GuestImage {
+        kernel: dir.join("vmlinuz"),
+        initrd: dir.join("initramfs.cpio"),
+        cached,
+    };
     let stamp = dir.join("stamp");
-    if kernel.exists()
-        && initrd.exists()
+    let cached = image(true);
+    if cached.kernel.exists()
+        && cached.initrd.exists()
         && std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want)
     {
-        return GuestImage {
-            kernel,
-            initrd,
-            cached: true,
-        };
+        return cached;
     }
     let _ = std::fs::remove_file(&stamp);
-    // The kernel package, kept for both the base image and the overlay.
-    let deb = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{pkg}_")))
-        });
-    let deb = deb.unwrap_or_else(|| {
-        let out = Command::new("apt-get")
-            .args(["download", &pkg])
-            .current_dir(&dir)
-            .output()
-            .expect("run apt-get download");
-        assert!(
-            out.status.success(),
-            "apt-get download {pkg}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::read_dir(&dir)
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| p.extension().is_some_and(|e| e == "deb"))
-            .expect("the downloaded kernel package")
-    });
     let out = Command::new("sh")
-        .arg(scripts.join("build-guest.sh"))
+        .arg(&build)
         .arg(&dir)
-        .env("VCAC_GUEST_KERNEL_DEB", &deb)
         .output()
         .expect("run tests/qemu/build-guest.sh");
     assert!(
@@ -161,53 +119,141 @@ pub fn usbredir_guest_image() -> GuestImage {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // The overlay: /init and the xHCI modules.
-    let overlay = dir.join("overlay");
-    let _ = std::fs::remove_dir_all(&overlay);
-    std::fs::create_dir_all(overlay.join("modules")).unwrap();
-    let unpack = dir.join("unpack");
-    let _ = std::fs::remove_dir_all(&unpack);
-    std::fs::create_dir_all(&unpack).unwrap();
-    let script = format!(
-        "dpkg-deb --fsys-tarfile '{}' | tar -x -C '{}' --wildcards \
-         './lib/modules/*/kernel/drivers/usb/host/xhci-hcd.ko' \
-         './lib/modules/*/kernel/drivers/usb/host/xhci-pci.ko' \
-         && find '{}' -name '*.ko' -exec cp {{}} '{}' \\;",
-        deb.display(),
-        unpack.display(),
-        unpack.display(),
-        overlay.join("modules").display()
-    );
-    let st = Command::new("sh").args(["-c", &script]).status().unwrap();
-    assert!(st.success(), "extracting the xHCI modules failed");
-    std::fs::copy(&init, overlay.join("init")).unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(overlay.join("init"), std::fs::Permissions::from_mode(0o755))
-            .unwrap();
-    }
-    let cpio = Command::new("sh")
-        .args([
-            "-c",
-            "find . | sort | busybox cpio -o -H newc -R 0:0 2>/dev/null",
-        ])
-        .current_dir(&overlay)
-        .output()
-        .unwrap();
-    assert!(cpio.status.success() && !cpio.stdout.is_empty(), "cpio");
-    let mut image = std::fs::read(dir.join("initramfs.cpio")).unwrap();
-    while !image.len().is_multiple_of(4) {
-        image.push(0);
-    }
-    image.extend_from_slice(&cpio.stdout);
-    std::fs::write(&initrd, image).unwrap();
-    let _ = std::fs::remove_dir_all(&overlay);
-    let _ = std::fs::remove_dir_all(&unpack);
+    print!("{}", String::from_utf8_lossy(&out.stdout));
     std::fs::write(&stamp, &want).unwrap();
-    GuestImage {
-        kernel,
-        initrd,
-        cached: false,
+    image(false)
+}
+
+/// The usbredir test guest: [`guest_image`] with
+/// `tests/src/usbredir-init.sh` as `/init`, written to
+/// `TARGET/qemu-guest/initramfs-usbredir.cpio`.
+pub fn usbredir_guest_image() -> GuestImage {
+    let base = guest_image();
+    let out = base.initrd.with_file_name("initramfs-usbredir.cpio");
+    with_init(
+        &base,
+        &workspace_root().join("tests/src/usbredir-init.sh"),
+        &out,
+    )
+}
+
+/// Fails (never skips) unless QEMU, the tools that build the guest image
+/// and the host's pcscd, libccid and OpenSC it copies, and `extra`, exist.
+pub fn require_guest_peers(extra: &[&str]) {
+    let mut peers = vec![
+        "qemu-system-x86_64",
+        "apt-get",
+        "dpkg-deb",
+        "/bin/busybox",
+        "pcscd",
+        "opensc-tool",
+        "pkcs11-tool",
+        "openssl",
+        crate::OPENSC_PKCS11,
+        CCID_DRIVER,
+    ];
+    peers.extend_from_slice(extra);
+    crate::require_peers(&peers);
+}
+
+/// The first line of `qemu-system-x86_64 --version`.
+pub fn qemu_version() -> String {
+    output("qemu-system-x86_64", &["--version"])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// QEMU's `usb-ccid` reader (UHCI, `-machine pc -usb`) with a
+/// `ccid-card-passthru` card on a VSCard chardev listening on
+/// 127.0.0.1:`port`.
+pub fn usb_ccid_passthru_args(port: u16) -> Vec<String> {
+    vec![
+        "-machine".into(),
+        "pc".into(),
+        "-usb".into(),
+        "-device".into(),
+        "usb-ccid".into(),
+        "-chardev".into(),
+        format!("socket,server=on,wait=off,host=127.0.0.1,port={port},id=cc"),
+        "-device".into(),
+        "ccid-card-passthru,chardev=cc".into(),
+    ]
+}
+
+/// The CAC's ATR as `opensc-tool -a` prints it.
+pub const CAC_ATR: &str = "3b:7a:18:00:00:73:66:74:65:20:63:64:31:34:34";
+
+/// The guest's OpenSC bound its CAC driver to the card in reader 0
+/// (`report_card` of `tests/src/guest-lib.sh`): the CAC's ATR, unchanged,
+/// and the driver's card name.
+pub fn assert_cac_bound(results: &[(String, String)], serial: &str) {
+    assert_eq!(
+        one(results, "atr", serial),
+        CAC_ATR,
+        "the card's ATR arrives unchanged"
+    );
+    assert_eq!(one(results, "name", serial), "Common Access Card (CAC)");
+}
+
+/// [`assert_cac_bound`], and the card is in QEMU's usb-ccid reader.
+pub fn assert_cac_in_usb_ccid(results: &[(String, String)], serial: &str) {
+    assert!(
+        results.iter().any(|(k, v)| k == "readers"
+            && v.contains("Yes")
+            && v.contains("Gemalto Gemplus USB SmartCard Reader 433-Swap")),
+        "no card in QEMU's usb-ccid reader:\n{serial}"
+    );
+    assert_cac_bound(results, serial);
+}
+
+/// What the guest's `read_cert certS` and `sign dataS sigS TEXT`
+/// (`tests/src/guest-lib.sh`, S = `suffix`) reported: certificate 0001 is
+/// `cert_der` byte for byte, the data signed is `text`, and the RSA-2048
+/// signature verifies with openssl against `cert_pem`'s key.
+pub fn assert_read_and_signed(
+    results: &[(String, String)],
+    suffix: &str,
+    cert_der: &[u8],
+    cert_pem: &Path,
+    text: &[u8],
+    tmp: &Path,
+) {
+    assert_eq!(
+        joined_hex(results, &format!("cert{suffix}")),
+        cert_der,
+        "certificate 0001 read in the guest (cert{suffix}) differs from {}",
+        cert_pem.display()
+    );
+    let data = joined_hex(results, &format!("data{suffix}"));
+    assert_eq!(data, text, "data{suffix}");
+    let sig = joined_hex(results, &format!("sig{suffix}"));
+    assert_eq!(sig.len(), 256, "sig{suffix}: an RSA-2048 signature");
+    assert_rsa_signature(cert_pem, &data, &sig, tmp);
+}
+
+/// The accelerator QEMU runs with: `VCAC_QEMU_ACCEL`, by default `tcg`.
+pub fn accel() -> String {
+    std::env::var("VCAC_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into())
+}
+
+/// Polls `check` every 20 ms until it holds; panics naming `what`, with
+/// `context()`, after `timeout`.
+pub fn wait_for(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let start = Instant::now();
+    while !check() {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}:\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -225,6 +271,7 @@ pub struct Guest {
     qemu: Child,
     serial: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
     started: Instant,
 }
 
@@ -264,10 +311,9 @@ impl Guest {
         env: &[(&str, &std::ffi::OsStr)],
         mut command: Command,
     ) -> Guest {
-        let accel = std::env::var("VCAC_QEMU_ACCEL").unwrap_or_else(|_| "tcg".into());
-        let mut qemu = command
+        command
             .envs(env.iter().copied())
-            .args(["-accel", &accel, "-smp", "2", "-m", "512"])
+            .args(["-accel", &accel(), "-smp", "2", "-m", "512"])
             .args(machine_args)
             .arg("-kernel")
             .arg(&image.kernel)
@@ -283,7 +329,16 @@ impl Guest {
                 "-monitor",
                 "none",
                 "-no-reboot",
-            ])
+            ]);
+        Guest::start(command)
+    }
+
+    /// Starts `command` (QEMU, or a wrapper that execs it) as it is, with
+    /// its stdout (the serial console when it is `-serial stdio`) and
+    /// stderr captured: e.g. a QEMU with `-S` and no guest, whose devices
+    /// are realized but whose CPUs never run.
+    pub fn start(mut command: Command) -> Guest {
+        let mut qemu = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -291,6 +346,7 @@ impl Guest {
             .expect("start qemu-system-x86_64");
         let serial = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
+        let mut readers = Vec::new();
         for (pipe, sink) in [
             (
                 Box::new(qemu.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
@@ -298,7 +354,7 @@ impl Guest {
             ),
             (Box::new(qemu.stderr.take().unwrap()), Arc::clone(&stderr)),
         ] {
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 let mut r = BufReader::new(pipe);
                 let mut line = Vec::new();
                 while r
@@ -311,12 +367,13 @@ impl Guest {
                         .push_str(&String::from_utf8_lossy(&line));
                     line.clear();
                 }
-            });
+            }));
         }
         Guest {
             qemu,
             serial,
             stderr,
+            readers,
             started: Instant::now(),
         }
     }
@@ -383,12 +440,20 @@ impl Guest {
         let start = Instant::now();
         loop {
             if let Some(st) = self.qemu.try_wait().unwrap() {
-                // Let the readers drain the pipes.
-                std::thread::sleep(Duration::from_millis(100));
+                // Let the readers drain the pipes (bounded: a child QEMU
+                // left behind could hold them open).
+                let drained = Instant::now();
+                while !self.readers.iter().all(|r| r.is_finished())
+                    && drained.elapsed() < Duration::from_secs(5)
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 assert!(
                     st.success(),
-                    "qemu exited with {st}\n--- qemu\n{}",
-                    self.stderr()
+                    "qemu exited with {st}\n--- serial\n{}\n--- qemu\n{}\n{}",
+                    self.serial(),
+                    self.stderr(),
+                    context()
                 );
                 return;
             }
@@ -455,6 +520,20 @@ impl VcacChild {
         self.child.id()
     }
 
+    /// Sends it SIGTERM (it leaves cleanly) and waits for it to exit;
+    /// its status.
+    pub fn terminate(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        assert!(self.sigterm(), "kill -TERM {}", self.child.id());
+        self.wait_exit(timeout)
+    }
+
+    fn sigterm(&self) -> bool {
+        Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
     /// Waits for it to exit; its status.
     pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
         let start = Instant::now();
@@ -475,9 +554,7 @@ impl VcacChild {
 impl Drop for VcacChild {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.child.id().to_string()])
-                .status();
+            self.sigterm();
             let deadline = Instant::now() + Duration::from_secs(3);
             while Instant::now() < deadline {
                 if let Ok(Some(_)) = self.child.try_wait() {
@@ -555,7 +632,9 @@ pub fn assert_rsa_signature(cert: &Path, data: &[u8], sig: &[u8], tmp: &Path) {
 }
 
 /// `base` with its `/init` replaced by `init`: an appended cpio (the
-/// kernel unpacks both, the later file wins), written to `out`.
+/// kernel unpacks both, the later file wins), written to `out`. The
+/// script can source the shared part, `/lib/vcac-guest.sh`
+/// (`tests/src/guest-lib.sh`).
 pub fn with_init(base: &GuestImage, init: &Path, out: &Path) -> GuestImage {
     let overlay = tempfile::tempdir().unwrap();
     std::fs::copy(init, overlay.path().join("init")).unwrap();
@@ -581,7 +660,10 @@ pub fn with_init(base: &GuestImage, init: &Path, out: &Path) -> GuestImage {
         image.push(0);
     }
     image.extend_from_slice(&cpio.stdout);
-    std::fs::write(out, image).unwrap();
+    // Renamed into place: a QEMU of another test may be reading `out`.
+    let part = out.with_extension(format!("part-{}", std::process::id()));
+    std::fs::write(&part, image).unwrap();
+    std::fs::rename(&part, out).unwrap();
     GuestImage {
         kernel: base.kernel.clone(),
         initrd: out.to_path_buf(),

@@ -17,6 +17,7 @@
 )]
 
 pub mod guest;
+pub mod nss;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -114,7 +115,18 @@ pub fn vcac_bin() -> &'static Path {
             );
             std::fs::copy(&built, &copy)
                 .unwrap_or_else(|e| panic!("copy {}: {e}", built.display()));
-            let version = Command::new(&copy).arg("--version").output().unwrap();
+            // ETXTBSY while a process another test thread forks still
+            // holds the copy's write descriptor (until it execs).
+            let mut tries = 0;
+            let version = loop {
+                match Command::new(&copy).arg("--version").output() {
+                    Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                        tries += 1;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    other => break other.unwrap(),
+                }
+            };
             if String::from_utf8_lossy(&version.stdout).contains("openssl") {
                 return copy;
             }
@@ -477,6 +489,41 @@ impl PreStart<'_> {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+}
+
+/// Runs `cmd`, which must succeed; returns its output. A program that
+/// cannot run is a missing peer: a failure naming it.
+pub fn check(cmd: &mut Command) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (a required peer is missing)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A SoftHSM2 configuration, `dir/softhsm2.conf`, for `SOFTHSM2_CONF`:
+/// tokens in `dir/tokens` (file object store), removable slots, errors
+/// logged only, then the lines `extra`.
+pub fn softhsm_conf(dir: &Path, extra: &str) -> PathBuf {
+    let tokens = dir.join("tokens");
+    std::fs::create_dir_all(&tokens).unwrap();
+    let conf = dir.join("softhsm2.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\nslots.removable = true\n\
+             log.level = ERROR\n{extra}",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    conf
 }
 
 /// Runs `openssl ARGS`, which must succeed; returns its output.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
-use vcac_tests::{openssl, require_peers, vcac_bin, PcscEnv};
+use vcac_tests::{openssl, require_peers, softhsm_conf, vcac_bin, PcscEnv};
 
 const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "77777777";
@@ -30,18 +30,7 @@ impl Hsm {
     /// `mechanisms`: the `slots.mechanisms` line (`ALL` for everything).
     fn new(dir: &Path, mechanisms: &str) -> Hsm {
         require_peers(&["softhsm2-util", "pkcs11-tool", "openssl", SOFTHSM]);
-        let tokens = dir.join("tokens");
-        std::fs::create_dir_all(&tokens).unwrap();
-        let conf = dir.join("softhsm2.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nslots.removable = true\n\
-                 slots.mechanisms = {mechanisms}\nlog.level = ERROR\n",
-                tokens.display()
-            ),
-        )
-        .unwrap();
+        let conf = softhsm_conf(dir, &format!("slots.mechanisms = {mechanisms}\n"));
         Hsm {
             dir: dir.to_path_buf(),
             conf,

@@ -18,15 +18,15 @@
 )]
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use certs_fixtures::{IdentitySpec, KeyType, Pki, PkiBuilder, Role};
 use vcac_tests::guest::{
-    assert_rsa_signature, joined_hex, libcacard_dropin, one, output, results, usbredir_guest_image,
-    with_init, workspace_root, Guest, Qmp, CCID_DRIVER,
+    assert_cac_in_usb_ccid, assert_read_and_signed, guest_image, libcacard_dropin, one,
+    qemu_version, results, with_init, workspace_root, Guest, Qmp, CCID_DRIVER,
 };
-use vcac_tests::OPENSC_PKCS11;
+use vcac_tests::nss::{make_nssdb, three_identities};
+use vcac_tests::{check, OPENSC_PKCS11};
 
 /// The NSS database password, which is the card's PIN. Eight characters:
 /// OpenSC's CAC driver takes PINs of at most 8.
@@ -59,87 +59,6 @@ fn require(peers: &[(&str, &str)]) {
         "missing peer(s): {}; install them with apt-get",
         missing.join(", ")
     );
-}
-
-fn check(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Three RSA-2048 identities with distinct subjects (CN=cert1..cert3):
-/// NSS gives all certificates of one subject a single nickname.
-fn identities() -> Pki {
-    PkiBuilder::new(1313)
-        .identity(IdentitySpec::new(
-            Role::Authentication,
-            KeyType::Rsa2048,
-            "cert1",
-        ))
-        .identity(IdentitySpec::new(
-            Role::Signature,
-            KeyType::Rsa2048,
-            "cert2",
-        ))
-        .identity(IdentitySpec::new(
-            Role::Encryption,
-            KeyType::Rsa2048,
-            "cert3",
-        ))
-        .build()
-        .unwrap()
-}
-
-/// An NSS `sql:` database at `db` with password [`DB_PASSWORD`] holding
-/// `pki`'s identities as cert1..cert3 (`openssl pkcs12 -export`, then
-/// `pk12util -i`).
-fn make_nssdb(work: &Path, db: &Path, pki: &Pki) {
-    std::fs::create_dir(db).unwrap();
-    let spec = format!("sql:{}", db.display());
-    let pwfile = work.join("db-password");
-    std::fs::write(&pwfile, format!("{DB_PASSWORD}\n")).unwrap();
-    check(
-        Command::new("certutil")
-            .args(["-N", "-d", &spec, "-f"])
-            .arg(&pwfile),
-    );
-    for (i, id) in pki.identities().iter().enumerate() {
-        let c = id.credential();
-        let (pem, key, p12) = (
-            work.join("id.pem"),
-            work.join("id.key"),
-            work.join("id.p12"),
-        );
-        std::fs::write(&pem, c.cert_pem()).unwrap();
-        std::fs::write(&key, c.key_pem()).unwrap();
-        check(
-            Command::new("openssl")
-                .args(["pkcs12", "-export", "-passout", "pass:p12"])
-                .arg("-name")
-                .arg(format!("cert{}", i + 1))
-                .arg("-in")
-                .arg(&pem)
-                .arg("-inkey")
-                .arg(&key)
-                .arg("-out")
-                .arg(&p12),
-        );
-        check(
-            Command::new("pk12util")
-                .arg("-i")
-                .arg(&p12)
-                .args(["-d", &spec, "-W", "p12", "-k"])
-                .arg(&pwfile),
-        );
-    }
 }
 
 /// The shared objects mapped into process `pid`.
@@ -207,8 +126,7 @@ fn ccid_card_emulated_on_our_libcacard_in_a_qemu_guest() {
         (OPENSC_PKCS11, "opensc-pkcs11"),
         (CCID_DRIVER, "libccid"),
     ]);
-    let qemu_version = output("qemu-system-x86_64", &["--version"]);
-    let qemu_version = qemu_version.lines().next().unwrap_or_default().to_owned();
+    let qemu_version = qemu_version();
 
     let tmp = tempfile::tempdir().unwrap();
     let lib_dir = tmp.path().join("lib");
@@ -220,8 +138,8 @@ fn ccid_card_emulated_on_our_libcacard_in_a_qemu_guest() {
     let db = tmp.path().join("nssdb");
     let spec = format!("sql:{}", db.display());
     assert!(spec.len() < MAX_DB_LEN, "database path too long: {spec}");
-    let pki = identities();
-    make_nssdb(tmp.path(), &db, &pki);
+    let pki = three_identities(1313);
+    make_nssdb(tmp.path(), &db, Some(DB_PASSWORD), &pki);
     let listing = check(Command::new("certutil").args(["-L", "-d", &spec])).stdout;
     let listing = String::from_utf8_lossy(&listing).into_owned();
     let mut nicknames: Vec<&str> = listing
@@ -242,9 +160,8 @@ fn ccid_card_emulated_on_our_libcacard_in_a_qemu_guest() {
     std::fs::write(&cert1_pem, pki.identities()[0].credential().cert_pem()).unwrap();
     let db_ready = started.elapsed();
 
-    let base = usbredir_guest_image();
     let image = with_init(
-        &base,
+        &guest_image(),
         &workspace_root().join("tests/src/emulated-init.sh"),
         &tmp.path().join("initramfs-emulated.cpio"),
     );
@@ -281,27 +198,16 @@ fn ccid_card_emulated_on_our_libcacard_in_a_qemu_guest() {
     let first_read = boot.elapsed();
     let r = results(&guest.serial());
     let serial = guest.serial();
-    assert!(
-        r.iter().any(|(k, v)| k == "readers"
-            && v.contains("Yes")
-            && v.contains("Gemalto Gemplus USB SmartCard Reader 433-Swap")),
-        "{serial}"
+    assert_cac_in_usb_ccid(&r, &serial);
+    // cert1_der is what NSS holds (certutil -L -r), checked above.
+    assert_read_and_signed(
+        &r,
+        "1",
+        &cert1_der,
+        &cert1_pem,
+        b"vcac ccid-card-emulated 1",
+        tmp.path(),
     );
-    assert_eq!(
-        one(&r, "atr", &serial),
-        "3b:7a:18:00:00:73:66:74:65:20:63:64:31:34:34"
-    );
-    assert_eq!(one(&r, "name", &serial), "Common Access Card (CAC)");
-    assert_eq!(
-        joined_hex(&r, "cert1"),
-        cert1_der,
-        "certificate 0001 read in the guest differs from the database's cert1"
-    );
-    let data1 = joined_hex(&r, "data1");
-    assert_eq!(data1, b"vcac ccid-card-emulated 1");
-    let sig1 = joined_hex(&r, "sig1");
-    assert_eq!(sig1.len(), 256, "RSA-2048 signature");
-    assert_rsa_signature(&cert1_pem, &data1, &sig1, tmp.path());
 
     // Unplug the card device: QEMU queues VEVENT_LAST and joins its threads.
     qmp.ok(r#"{"execute":"device_del","arguments":{"id":"card0"}}"#);
@@ -331,16 +237,15 @@ fn ccid_card_emulated_on_our_libcacard_in_a_qemu_guest() {
     let r = results(&serial);
     assert!(!r.iter().any(|(k, _)| k == "fail"), "{serial}");
     assert_eq!(one(&r, "name2", &serial), "Common Access Card (CAC)");
-    assert_eq!(
-        joined_hex(&r, "cert2"),
-        cert1_der,
-        "certificate 0001 read after device_add differs from the database's cert1"
+    // After device_add.
+    assert_read_and_signed(
+        &r,
+        "2",
+        &cert1_der,
+        &cert1_pem,
+        b"vcac ccid-card-emulated 2",
+        tmp.path(),
     );
-    let data2 = joined_hex(&r, "data2");
-    assert_eq!(data2, b"vcac ccid-card-emulated 2");
-    let sig2 = joined_hex(&r, "sig2");
-    assert_eq!(sig2.len(), 256, "RSA-2048 signature");
-    assert_rsa_signature(&cert1_pem, &data2, &sig2, tmp.path());
 
     let phases: Vec<String> = r
         .iter()

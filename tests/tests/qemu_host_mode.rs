@@ -32,33 +32,19 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use vcac_tests::guest::{
-    assert_rsa_signature, joined_hex, libcacard_dropin, one, results, usbredir_guest_image,
-    with_init, workspace_root, Guest, CCID_DRIVER,
+    assert_cac_bound, assert_read_and_signed, guest_image, libcacard_dropin, results, with_init,
+    workspace_root, Guest, CCID_DRIVER,
 };
-use vcac_tests::{openssl, require_peers, vcac_bin, PcscEnv, OPENSC_PKCS11};
+use vcac_tests::{check, openssl, require_peers, softhsm_conf, vcac_bin, PcscEnv, OPENSC_PKCS11};
 
 const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "77777777";
 const LABEL: &str = "host mode token";
 const GUEST_TIMEOUT: Duration = Duration::from_secs(300);
-
-fn check(cmd: &mut Command) -> Output {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e} (a required peer is missing)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({}): {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -68,18 +54,7 @@ fn s(p: &Path) -> &str {
 /// and a certificate for it written back. Returns the configuration and
 /// the certificate (DER, PEM).
 fn make_token(dir: &Path) -> (PathBuf, Vec<u8>, PathBuf) {
-    let tokens = dir.join("tokens");
-    std::fs::create_dir_all(&tokens).unwrap();
-    let conf = dir.join("softhsm2.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "directories.tokendir = {}\nobjectstore.backend = file\nslots.removable = true\n\
-             log.level = ERROR\n",
-            tokens.display()
-        ),
-    )
-    .unwrap();
+    let conf = softhsm_conf(dir, "");
     let hsm = |program: &str, args: &[&str]| {
         check(Command::new(program).args(args).env("SOFTHSM2_CONF", &conf));
     };
@@ -331,9 +306,8 @@ fn libvirt_host_mode_guest_signs_with_a_host_token_through_our_libcacard() {
     let lib_dir = work.join("lib");
     std::fs::create_dir(&lib_dir).unwrap();
     let ours = libcacard_dropin(&lib_dir);
-    let base = usbredir_guest_image();
     let image = with_init(
-        &base,
+        &guest_image(),
         &workspace_root().join("tests/src/hostmode-init.sh"),
         &work.join("initramfs-hostmode.cpio"),
     );
@@ -407,21 +381,16 @@ fn libvirt_host_mode_guest_signs_with_a_host_token_through_our_libcacard() {
         "{serial}\n{}",
         guest.stderr()
     );
-    assert_eq!(
-        one(&r, "atr", &serial),
-        "3b:7a:18:00:00:73:66:74:65:20:63:64:31:34:34"
+    assert_cac_bound(&r, &serial);
+    // The token's certificate and key.
+    assert_read_and_signed(
+        &r,
+        "",
+        &cert_der,
+        &cert_pem,
+        b"signed in the guest with a host token",
+        &work,
     );
-    assert_eq!(one(&r, "name", &serial), "Common Access Card (CAC)");
-    assert_eq!(
-        joined_hex(&r, "cert"),
-        cert_der,
-        "certificate 0001 in the guest differs from the token's"
-    );
-    let data = joined_hex(&r, "data");
-    assert_eq!(data, b"signed in the guest with a host token");
-    let sig = joined_hex(&r, "sig");
-    assert_eq!(sig.len(), 256, "RSA-2048 signature");
-    assert_rsa_signature(&cert_pem, &data, &sig, &work);
 
     // The host card goes: OpenSC's slot empties, our library queues
     // CARD_REMOVE, QEMU detaches the card, the guest's reader empties.
