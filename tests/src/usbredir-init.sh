@@ -11,57 +11,17 @@
 # Kernel command line: vcac.hc=uhci|xhci, vcac.pin=, vcac.n= (APDUs in the
 # round-trip measurement, 0: none), vcac.hotplug=1, vcac.pinpad=1.
 
-/bin/busybox --install -s /bin
-export PATH=/usr/bin:/usr/sbin:/bin
-export LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu
-export OPENSC_CONF=/etc/opensc.conf
-export HOME=/tmp
+. /lib/vcac-guest.sh
 
-say() { echo "@@VCAC $*"; }
-stamp() { say "t $1 $(cut -d' ' -f1 /proc/uptime)"; }
-
-fail() {
-    say "fail $*"
-    echo "--- pcscd log (tail)"
-    tail -n 60 /tmp/pcscd.log 2>/dev/null
-    echo "--- dmesg (tail)"
-    dmesg | tail -n 30
-    say "end"
-    sync
-    reboot -f
-}
-
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-mkdir -p /tmp /run/pcscd /var/run
-dmesg -n 1
-
-PIN=12345678
-N=0
-HC=uhci
-HOTPLUG=0
-PINPAD=0
-for word in $(cat /proc/cmdline); do
-    case "$word" in
-        vcac.pin=*) PIN=${word#vcac.pin=} ;;
-        vcac.n=*) N=${word#vcac.n=} ;;
-        vcac.hc=*) HC=${word#vcac.hc=} ;;
-        vcac.hotplug=*) HOTPLUG=${word#vcac.hotplug=} ;;
-        vcac.pinpad=*) PINPAD=${word#vcac.pinpad=} ;;
-    esac
-done
-P11=/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so
+PIN=$(vcac_arg pin 12345678)
+N=$(vcac_arg n 0)
+HC=$(vcac_arg hc uhci)
+HOTPLUG=$(vcac_arg hotplug 0)
+PINPAD=$(vcac_arg pinpad 0)
 
 stamp boot
 say "kernel $(uname -r)"
-case "$HC" in
-    xhci) mods="usb-common usbcore xhci-hcd xhci-pci" ;;
-    *) mods="usb-common usbcore uhci-hcd" ;;
-esac
-for m in $mods; do
-    insmod /modules/$m.ko || fail "insmod $m"
-done
+usb_host "$HC"
 
 # An interface of class 0b (smart card) means enumeration is done.
 ccid_iface() {
@@ -70,43 +30,22 @@ ccid_iface() {
     done
     return 1
 }
-i=0
-until ccid_iface > /dev/null; do
-    i=$((i + 1))
-    [ $i -gt 600 ] && fail "no USB CCID interface appeared"
-    sleep 0.1
-done
+wait_ccid
 dev=$(ccid_iface)
 dev=/sys/bus/usb/devices/$(basename "$dev" | cut -d: -f1)
 say "usb $(cat $dev/idVendor):$(cat $dev/idProduct) speed $(cat $dev/speed)"
 stamp usb
 
-pcscd -f -a > /tmp/pcscd.log 2>&1 &
-wait_card() {
-    i=0
-    until opensc-tool -l 2>/dev/null | grep -q "$1"; do
-        i=$((i + 1))
-        [ $i -gt 300 ] && { opensc-tool -l; fail "pcscd shows no '$1'"; }
-        sleep 0.1
-    done
-}
-wait_card Yes
+start_pcscd
+wait_card
 stamp card
-opensc-tool -l | sed 's/^/@@VCAC readers /'
-say "atr $(opensc-tool -r 0 -a 2>&1 | head -n 1)"
-say "name $(opensc-tool -r 0 -n 2>&1 | head -n 1)"
+report_card
 stamp bind
 
-pkcs11-tool --module $P11 --read-object --type cert --id 0001 -o /tmp/cert.der \
-    > /tmp/read.txt 2>&1 || { cat /tmp/read.txt; fail "pkcs11-tool --read-object"; }
-xxd -p /tmp/cert.der | sed 's/^/@@VCAC cert /'
+read_cert cert
 stamp cert
 
-printf 'vcac over usbredir' > /tmp/data
-pkcs11-tool --module $P11 --login --pin "$PIN" --sign -m SHA256-RSA-PKCS --id 0001 \
-    -i /tmp/data -o /tmp/sig > /tmp/sign.txt 2>&1 || { cat /tmp/sign.txt; fail "pkcs11-tool --sign"; }
-xxd -p /tmp/data | sed 's/^/@@VCAC data /'
-xxd -p /tmp/sig | sed 's/^/@@VCAC sig /'
+sign data sig 'vcac over usbredir'
 stamp sign
 
 if [ "$PINPAD" = 1 ]; then
@@ -115,53 +54,28 @@ if [ "$PINPAD" = 1 ]; then
     OPENSC_CONF=/tmp/pinpad.conf pkcs11-tool --module $P11 -L > /tmp/slots.txt 2>&1
     grep -q 'PIN pad' /tmp/slots.txt && say "pinpad-token protected-authentication-path" ||
         { cat /tmp/slots.txt; say "pinpad-token none"; }
-    printf 'signed through the PIN pad' > /tmp/pdata
-    OPENSC_CONF=/tmp/pinpad.conf pkcs11-tool --module $P11 --login --sign -m SHA256-RSA-PKCS \
-        --id 0001 -i /tmp/pdata -o /tmp/psig > /tmp/psign.txt 2>&1 ||
-        { cat /tmp/psign.txt; fail "pkcs11-tool --login (PIN pad) --sign"; }
-    xxd -p /tmp/pdata | sed 's/^/@@VCAC pdata /'
-    xxd -p /tmp/psig | sed 's/^/@@VCAC psig /'
+    OPENSC_CONF=/tmp/pinpad.conf sign pdata psig 'signed through the PIN pad' --login-type user
     stamp pinpad
 fi
 
 if [ "$N" -gt 0 ]; then
-    APDU=00A4040005A000000001
-    many="-s $APDU"
-    i=0
-    while [ $i -lt "$N" ]; do
-        many="$many -s $APDU"
-        i=$((i + 1))
-    done
     for round in 1 2 3; do
-        t0=$(coreutils-date +%s%N)
-        opensc-tool -r 0 -s $APDU > /tmp/one.txt 2>&1 || fail "opensc-tool -s"
-        t1=$(coreutils-date +%s%N)
-        opensc-tool -r 0 $many > /tmp/many.txt 2>&1 || fail "opensc-tool -s x N"
-        t2=$(coreutils-date +%s%N)
-        say "rtt n=$N one=$((t1 - t0)) many=$((t2 - t1)) answers=$(grep -c 'Received (SW1=' /tmp/many.txt)"
+        apdu_rtt rtt 0 "$N"
     done
     stamp rtt
 fi
 
 if [ "$HOTPLUG" = 1 ]; then
     say "wait remove"
-    wait_card "No "
+    until_ok 300 0.1 "the card did not leave" card_out
     say "hotplug removed $(opensc-tool -l | grep -c 'No ')"
     say "wait insert"
-    wait_card Yes
+    wait_card
     say "hotplug inserted $(opensc-tool -r 0 -n 2>&1 | head -n 1)"
     say "wait unplug"
-    i=0
-    while [ -e "$dev/idProduct" ]; do
-        i=$((i + 1))
-        [ $i -gt 300 ] && fail "the reader did not leave the USB bus"
-        sleep 0.1
-    done
+    until_ok 300 0.1 "the reader did not leave the USB bus" [ ! -e "$dev/idProduct" ]
     say "hotplug unplugged"
     stamp hotplug
 fi
 
-say "ok"
-say "end"
-sync
-reboot -f
+finish
