@@ -9,23 +9,6 @@
  * VERIFY data, default FF×6 as the test suite sends). */
 #include "common.h"
 
-/* One exchange of raw bytes (270-byte receive buffer, as QEMU). */
-static int xfr_raw(VReader *r, const char *key, const unsigned char *cmd, int n,
-                   unsigned char *out) {
-    unsigned char buf[300];
-    int len = 270;
-    VReaderStatus st = vreader_xfr_bytes(r, (unsigned char *)cmd, n, buf, &len);
-    printf("%s %d:", key, (int)st);
-    for (int i = 0; i < len; i++) printf("%02X", buf[i]);
-    printf("\n");
-    if (out) memcpy(out, buf, len > 0 ? (size_t)len : 0);
-    return len;
-}
-
-static void x(VReader *r, const char *key, const char *hex) {
-    xfr(r, key, hex, 270, NULL);
-}
-
 /* The 256-byte PKCS#1 type-1 block SIGN is given: 00 01 FF.. 00 payload,
  * the payload a SHA-256 DigestInfo prefix and 32 bytes 00..1F. */
 static void type1_block(unsigned char *b) {

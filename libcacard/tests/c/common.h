@@ -36,20 +36,38 @@ static inline void print_hex(const char *key, const unsigned char *b, int n) {
     printf("\n");
 }
 
-/* One exchange with a receive buffer of `room` bytes; prints
- * "key STATUS:RESPONSEHEX" and returns the response length. */
-static inline int xfr(VReader *r, const char *key, const char *cmd_hex, int room,
-                      unsigned char *out) {
-    unsigned char cmd[300];
+/* One exchange of `n` raw bytes with a receive buffer of `room` bytes (at
+ * most 300); prints "key STATUS:RESPONSEHEX", copies the response to `out`
+ * (when not NULL) and returns its length. */
+static inline int xfr_bytes(VReader *r, const char *key, const unsigned char *cmd, int n,
+                            int room, unsigned char *out) {
     unsigned char buf[300];
-    int n = (int)unhex(cmd_hex, cmd, sizeof cmd);
     int len = room;
-    VReaderStatus st = vreader_xfr_bytes(r, cmd, n, buf, &len);
+    VReaderStatus st = vreader_xfr_bytes(r, (unsigned char *)cmd, n, buf, &len);
     printf("%s %d:", key, (int)st);
     for (int i = 0; i < len; i++) printf("%02X", buf[i]);
     printf("\n");
     if (out) memcpy(out, buf, len > 0 ? (size_t)len : 0);
     return len;
+}
+
+/* xfr_bytes with the command given in hex. */
+static inline int xfr(VReader *r, const char *key, const char *cmd_hex, int room,
+                      unsigned char *out) {
+    unsigned char cmd[300];
+    int n = (int)unhex(cmd_hex, cmd, sizeof cmd);
+    return xfr_bytes(r, key, cmd, n, room, out);
+}
+
+/* Raw bytes with QEMU's 270-byte receive buffer. */
+static inline int xfr_raw(VReader *r, const char *key, const unsigned char *cmd, int n,
+                          unsigned char *out) {
+    return xfr_bytes(r, key, cmd, n, 270, out);
+}
+
+/* A hex command with QEMU's 270-byte receive buffer, response not kept. */
+static inline void x(VReader *r, const char *key, const char *hex) {
+    xfr(r, key, hex, 270, NULL);
 }
 
 /* The options string QEMU's ccid-card-emulated builds. */

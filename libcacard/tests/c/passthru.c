@@ -21,18 +21,6 @@ static const char *type_name(VEventType t) {
     }
 }
 
-static int xfr_raw(VReader *r, const char *key, const unsigned char *cmd, int n,
-                   unsigned char *out) {
-    unsigned char buf[300];
-    int len = 270;
-    VReaderStatus st = vreader_xfr_bytes(r, (unsigned char *)cmd, n, buf, &len);
-    printf("%s %d:", key, (int)st);
-    for (int i = 0; i < len; i++) printf("%02X", buf[i]);
-    printf("\n");
-    if (out) memcpy(out, buf, len > 0 ? (size_t)len : 0);
-    return len;
-}
-
 int main(void) {
     VCardEmulOptions *o = vcard_emul_options(env_or("PT_OPTIONS", "passthru"));
     CHECK(o != NULL);
