@@ -18,6 +18,7 @@ use std::sync::OnceLock;
 
 use vcac_tests::guest::target_dir;
 use vcac_tests::nss::{make_nssdb, three_identities};
+use vcac_tests::softhsm::{KeySpec, Slot, TestToken, SOFTHSM};
 use vcac_tests::{check, softhsm_conf};
 
 const DEBIAN_LIB: &str = "/usr/lib/x86_64-linux-gnu/libcacard.so.0";
@@ -760,7 +761,6 @@ fn installs_and_builds_with_pkg_config() {
     );
 }
 
-const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const HW_PIN: &str = "77777777";
 
 /// Where our library answers `hw.c` differently from libcacard 2.8.0 over
@@ -851,114 +851,30 @@ fn hw_env() -> HwEnv {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
     let conf = softhsm_conf(&dir, "");
-    let hsm = |program: &str, args: &[&str]| {
-        check(Command::new(program).args(args).env("SOFTHSM2_CONF", &conf));
+    let token = TestToken {
+        label: "SC test",
+        so_pin: "12345678",
+        pin: HW_PIN,
+        slot: Slot::Index(0),
+        ca_subject: "/CN=hw test CA",
+        keys: [(1, "RSA_auth"), (2, "RSA_sign")]
+            .into_iter()
+            .map(|(n, label)| KeySpec {
+                id: format!("{n:02}"),
+                label: label.to_owned(),
+                bits: 1024,
+                subject: format!("/O=OpenSC/CN={label}"),
+                serial: n,
+            })
+            .collect(),
+        ca_object: None,
     };
-    hsm(
-        "softhsm2-util",
-        &[
-            "--init-token",
-            "--slot",
-            "0",
-            "--label",
-            "SC test",
-            "--so-pin=12345678",
-            &format!("--pin={HW_PIN}"),
-        ],
-    );
-    let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
-    check(Command::new("openssl").args([
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &p("ca.key"),
-        "-out",
-        &p("ca.pem"),
-        "-subj",
-        "/CN=hw test CA",
-        "-days",
-        "30",
-    ]));
-    let mut certs = Vec::new();
-    for (id, label) in [("01", "RSA_auth"), ("02", "RSA_sign")] {
-        let tool = |args: &[&str]| {
-            let mut all = vec!["--module", SOFTHSM, "--token-label", "SC test"];
-            all.extend_from_slice(args);
-            hsm("pkcs11-tool", &all);
-        };
-        tool(&[
-            "--keypairgen",
-            "--key-type=RSA:1024",
-            "--login",
-            &format!("--pin={HW_PIN}"),
-            &format!("--label={label}"),
-            &format!("--id={id}"),
-        ]);
-        let pub_der = p(&format!("pub{id}.der"));
-        tool(&[
-            "--read-object",
-            "--type",
-            "pubkey",
-            "--id",
-            id,
-            "-o",
-            &pub_der,
-        ]);
-        let pub_pem = p(&format!("pub{id}.pem"));
-        check(Command::new("openssl").args([
-            "pkey", "-pubin", "-inform", "DER", "-in", &pub_der, "-out", &pub_pem,
-        ]));
-        let (tmp_key, req) = (p(&format!("tmp{id}.key")), p(&format!("req{id}.pem")));
-        check(Command::new("openssl").args([
-            "req",
-            "-new",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &tmp_key,
-            "-subj",
-            &format!("/O=OpenSC/CN={label}"),
-            "-out",
-            &req,
-        ]));
-        let (der, pem) = (p(&format!("cert{id}.der")), p(&format!("cert{id}.pem")));
-        check(Command::new("openssl").args([
-            "x509",
-            "-req",
-            "-in",
-            &req,
-            "-CA",
-            &p("ca.pem"),
-            "-CAkey",
-            &p("ca.key"),
-            "-force_pubkey",
-            &pub_pem,
-            "-set_serial",
-            &format!("0x{id}"),
-            "-days",
-            "365",
-            "-outform",
-            "DER",
-            "-out",
-            &der,
-        ]));
-        check(Command::new("openssl").args(["x509", "-inform", "DER", "-in", &der, "-out", &pem]));
-        tool(&[
-            "--login",
-            &format!("--pin={HW_PIN}"),
-            "--write-object",
-            &der,
-            "--type",
-            "cert",
-            &format!("--id={id}"),
-            &format!("--label={label}"),
-        ]);
-        certs.push(PathBuf::from(pem));
-    }
+    let certs = token
+        .make(&conf, &dir)
+        .certs
+        .into_iter()
+        .map(|c| c.pem)
+        .collect();
     let db = dir.join("hwdb");
     std::fs::create_dir(&db).unwrap();
     let spec = format!("sql:{}", db.display());

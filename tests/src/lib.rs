@@ -18,6 +18,7 @@
 
 pub mod guest;
 pub mod nss;
+pub mod softhsm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -33,6 +34,17 @@ pub const CCIDTWIN_DRIVER: &str = "/usr/lib/pcsc/drivers/serial/libccidtwin.so";
 
 /// Fails the test unless every listed program or file exists.
 pub fn require_peers(what: &[&str]) {
+    let missing = missing_peers(what);
+    assert!(
+        missing.is_empty(),
+        "missing peer(s) {missing:?}: install them with `apt-get install pcscd vsmartcard-vpcd opensc \
+         opensc-pkcs11 libccid` (./run-tests does this)"
+    );
+}
+
+/// The listed programs (looked up in `PATH`) and files (absolute paths)
+/// that do not exist.
+fn missing_peers<'a>(what: &[&'a str]) -> Vec<&'a str> {
     let mut missing = Vec::new();
     for w in what {
         let found = if w.starts_with('/') {
@@ -49,11 +61,7 @@ pub fn require_peers(what: &[&str]) {
             missing.push(*w);
         }
     }
-    assert!(
-        missing.is_empty(),
-        "missing peer(s) {missing:?}: install them with `apt-get install pcscd vsmartcard-vpcd opensc \
-         opensc-pkcs11 libccid` (./run-tests does this)"
-    );
+    missing
 }
 
 fn require_root() {

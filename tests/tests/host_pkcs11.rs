@@ -10,12 +10,12 @@
 )]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use vcac_tests::{openssl, require_peers, softhsm_conf, vcac_bin, PcscEnv};
+use vcac_tests::softhsm::{KeySpec, Slot, TestToken, SOFTHSM};
+use vcac_tests::{check, openssl, softhsm_conf, vcac_bin, PcscEnv};
 
-const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "77777777";
 const SO_PIN: &str = "87654321";
 const LABEL: &str = "vcac token";
@@ -29,7 +29,6 @@ struct Hsm {
 impl Hsm {
     /// `mechanisms`: the `slots.mechanisms` line (`ALL` for everything).
     fn new(dir: &Path, mechanisms: &str) -> Hsm {
-        require_peers(&["softhsm2-util", "pkcs11-tool", "openssl", SOFTHSM]);
         let conf = softhsm_conf(dir, &format!("slots.mechanisms = {mechanisms}\n"));
         Hsm {
             dir: dir.to_path_buf(),
@@ -59,173 +58,40 @@ impl Hsm {
         }
     }
 
-    fn run(&self, program: &str, args: &[&str]) -> Output {
-        let out = Command::new(program)
-            .args(args)
-            .env("SOFTHSM2_CONF", &self.conf)
-            .output()
-            .unwrap_or_else(|e| panic!("run {program}: {e}"));
-        assert!(
-            out.status.success(),
-            "{program} {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    fn tool(&self, args: &[&str]) -> Output {
-        let mut all = vec!["--module", SOFTHSM, "--token-label", LABEL];
-        all.extend_from_slice(args);
-        self.run("pkcs11-tool", &all)
-    }
-
     /// Initialises the token and puts `ids` key pairs (RSA-2048, generated
-    /// in the token) with certificates issued by a test CA on it. Returns
-    /// the certificates' paths (DER), in CKA_ID order.
+    /// in the token) with certificates issued by a test CA on it, and the
+    /// CA's certificate without a key pair. Returns the key pairs'
+    /// certificates' paths (DER), in CKA_ID order.
     fn make_token(&self, tag: &str, ids: &[&str]) -> Vec<PathBuf> {
-        self.run(
-            "softhsm2-util",
-            &[
-                "--init-token",
-                "--free",
-                "--label",
-                LABEL,
-                "--so-pin",
-                SO_PIN,
-                "--pin",
-                PIN,
-            ],
-        );
-        let d = |n: String| self.dir.join(n);
-        let (ca_key, ca) = (d(format!("{tag}-ca.key")), d(format!("{tag}-ca.pem")));
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            s(&ca_key),
-            "-out",
-            s(&ca),
-            "-subj",
-            "/CN=vcac token test CA",
-            "-days",
-            "30",
-        ]);
-        let mut certs = Vec::new();
-        for id in ids {
-            let label = format!("key{id}");
-            self.tool(&[
-                "--login",
-                "--pin",
-                PIN,
-                "--keypairgen",
-                "--key-type",
-                "RSA:2048",
-                "--id",
-                id,
-                "--label",
-                &label,
-            ]);
-            let pub_der = d(format!("{tag}-pub{id}.der"));
-            let pub_pem = d(format!("{tag}-pub{id}.pem"));
-            self.tool(&[
-                "--read-object",
-                "--type",
-                "pubkey",
-                "--id",
-                id,
-                "-o",
-                s(&pub_der),
-            ]);
-            openssl(&[
-                "pkey",
-                "-pubin",
-                "-inform",
-                "DER",
-                "-in",
-                s(&pub_der),
-                "-out",
-                s(&pub_pem),
-            ]);
-            // A request signed by a throw-away key; the certificate gets
-            // the token's public key.
-            let (tmp_key, req) = (
-                d(format!("{tag}-tmp{id}.key")),
-                d(format!("{tag}-req{id}.pem")),
-            );
-            openssl(&[
-                "req",
-                "-new",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                s(&tmp_key),
-                "-subj",
-                &format!("/CN=token user {tag} {id}"),
-                "-out",
-                s(&req),
-            ]);
-            let cert = d(format!("{tag}-cert{id}.der"));
-            openssl(&[
-                "x509",
-                "-req",
-                "-in",
-                s(&req),
-                "-CA",
-                s(&ca),
-                "-CAkey",
-                s(&ca_key),
-                "-force_pubkey",
-                s(&pub_pem),
-                "-set_serial",
-                &format!("0x10{id}"),
-                "-days",
-                "30",
-                "-outform",
-                "DER",
-                "-out",
-                s(&cert),
-            ]);
-            self.tool(&[
-                "--login",
-                "--pin",
-                PIN,
-                "--write-object",
-                s(&cert),
-                "--type",
-                "cert",
-                "--id",
-                id,
-                "--label",
-                &label,
-            ]);
-            certs.push(cert);
-        }
-        // A certificate without a key pair (a CA on the token) is not mirrored.
-        let ca_der = d(format!("{tag}-ca.der"));
-        openssl(&["x509", "-in", s(&ca), "-outform", "DER", "-out", s(&ca_der)]);
-        self.tool(&[
-            "--login",
-            "--pin",
-            PIN,
-            "--write-object",
-            s(&ca_der),
-            "--type",
-            "cert",
-            "--id",
-            "ca",
-            "--label",
-            "CA",
-        ]);
-        certs
+        let token = TestToken {
+            label: LABEL,
+            so_pin: SO_PIN,
+            pin: PIN,
+            slot: Slot::Free,
+            ca_subject: "/CN=vcac token test CA",
+            keys: ids
+                .iter()
+                .map(|id| KeySpec {
+                    id: (*id).to_owned(),
+                    label: format!("key{id}"),
+                    bits: 2048,
+                    subject: format!("/CN=token user {tag} {id}"),
+                    serial: 0x1000 + u32::from_str_radix(id, 16).unwrap(),
+                })
+                .collect(),
+            // A certificate without a key pair (a CA on the token) is not mirrored.
+            ca_object: Some(("ca", "CA")),
+        };
+        let issued = token.make(&self.conf, &self.dir.join(tag));
+        issued.certs.into_iter().map(|c| c.der).collect()
     }
 
     fn delete_token(&self) {
-        self.run("softhsm2-util", &["--delete-token", "--token", LABEL]);
+        check(
+            Command::new("softhsm2-util")
+                .args(["--delete-token", "--token", LABEL])
+                .env("SOFTHSM2_CONF", &self.conf),
+        );
     }
 }
 

@@ -39,9 +39,9 @@ use vcac_tests::guest::{
     assert_cac_bound, assert_read_and_signed, guest_image, libcacard_dropin, results, with_init,
     workspace_root, Guest, CCID_DRIVER,
 };
-use vcac_tests::{check, openssl, require_peers, softhsm_conf, vcac_bin, PcscEnv, OPENSC_PKCS11};
+use vcac_tests::softhsm::{KeySpec, Slot, TestToken, SOFTHSM};
+use vcac_tests::{check, require_peers, softhsm_conf, vcac_bin, PcscEnv, OPENSC_PKCS11};
 
-const SOFTHSM: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const PIN: &str = "77777777";
 const LABEL: &str = "host mode token";
 const GUEST_TIMEOUT: Duration = Duration::from_secs(300);
@@ -55,130 +55,23 @@ fn s(p: &Path) -> &str {
 /// the certificate (DER, PEM).
 fn make_token(dir: &Path) -> (PathBuf, Vec<u8>, PathBuf) {
     let conf = softhsm_conf(dir, "");
-    let hsm = |program: &str, args: &[&str]| {
-        check(Command::new(program).args(args).env("SOFTHSM2_CONF", &conf));
+    let token = TestToken {
+        label: LABEL,
+        so_pin: "12345678",
+        pin: PIN,
+        slot: Slot::Free,
+        ca_subject: "/CN=host mode test CA",
+        keys: vec![KeySpec {
+            id: "01".into(),
+            label: "host key".into(),
+            bits: 2048,
+            subject: "/CN=host mode user".into(),
+            serial: 0x4242,
+        }],
+        ca_object: None,
     };
-    hsm(
-        "softhsm2-util",
-        &[
-            "--init-token",
-            "--free",
-            "--label",
-            LABEL,
-            "--so-pin",
-            "12345678",
-            "--pin",
-            PIN,
-        ],
-    );
-    let tool = |args: &[&str]| {
-        let mut all = vec!["--module", SOFTHSM, "--token-label", LABEL];
-        all.extend_from_slice(args);
-        hsm("pkcs11-tool", &all);
-    };
-    tool(&[
-        "--login",
-        "--pin",
-        PIN,
-        "--keypairgen",
-        "--key-type",
-        "RSA:2048",
-        "--id",
-        "01",
-        "--label",
-        "host key",
-    ]);
-    let d = |n: &str| dir.join(n);
-    tool(&[
-        "--read-object",
-        "--type",
-        "pubkey",
-        "--id",
-        "01",
-        "-o",
-        s(&d("pub.der")),
-    ]);
-    openssl(&[
-        "pkey",
-        "-pubin",
-        "-inform",
-        "DER",
-        "-in",
-        s(&d("pub.der")),
-        "-out",
-        s(&d("pub.pem")),
-    ]);
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        s(&d("ca.key")),
-        "-out",
-        s(&d("ca.pem")),
-        "-subj",
-        "/CN=host mode test CA",
-        "-days",
-        "30",
-    ]);
-    openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        s(&d("tmp.key")),
-        "-subj",
-        "/CN=host mode user",
-        "-out",
-        s(&d("req.pem")),
-    ]);
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        s(&d("req.pem")),
-        "-CA",
-        s(&d("ca.pem")),
-        "-CAkey",
-        s(&d("ca.key")),
-        "-force_pubkey",
-        s(&d("pub.pem")),
-        "-set_serial",
-        "0x4242",
-        "-days",
-        "30",
-        "-outform",
-        "DER",
-        "-out",
-        s(&d("cert.der")),
-    ]);
-    openssl(&[
-        "x509",
-        "-inform",
-        "DER",
-        "-in",
-        s(&d("cert.der")),
-        "-out",
-        s(&d("cert.pem")),
-    ]);
-    tool(&[
-        "--login",
-        "--pin",
-        PIN,
-        "--write-object",
-        s(&d("cert.der")),
-        "--type",
-        "cert",
-        "--id",
-        "01",
-        "--label",
-        "host key",
-    ]);
-    (conf, std::fs::read(d("cert.der")).unwrap(), d("cert.pem"))
+    let cert = token.make(&conf, dir).certs.remove(0);
+    (conf, std::fs::read(&cert.der).unwrap(), cert.pem)
 }
 
 /// `vcac serve --pkcs11` inside the pcscd namespace; killed on drop.
