@@ -85,14 +85,28 @@ fn openssl(dir: &Path, args: &[&str]) -> Output {
 /// `openssl cms -verify` of the DER SignedData `cms` against `ca.pem`,
 /// with `content` as the detached content when given.
 fn cms_verify(dir: &Path, cms: &str, content: Option<&str>, out: &str) -> Output {
+    cms_verify_with(dir, cms, content, "ca.pem", &[], out)
+}
+
+/// `openssl cms -verify` of `cms` against the CA certificate `ca`, with
+/// `extra` arguments (e.g. `-signer FILE`).
+fn cms_verify_with(
+    dir: &Path,
+    cms: &str,
+    content: Option<&str>,
+    ca: &str,
+    extra: &[&str],
+    out: &str,
+) -> Output {
     let mut args = vec![
-        "cms", "-verify", "-inform", "DER", "-in", cms, "-binary", "-CAfile", "ca.pem",
+        "cms", "-verify", "-inform", "DER", "-in", cms, "-binary", "-CAfile", ca,
         // The content signer's only EKU is id-PIV-content-signing.
         "-purpose", "any", "-out", out,
     ];
     if let Some(c) = content {
         args.extend(["-content", c]);
     }
+    args.extend_from_slice(extra);
     openssl(dir, &args)
 }
 
@@ -144,27 +158,13 @@ fn the_chuid_signature_verifies_against_the_ca_and_a_tampered_chuid_fails() {
     ));
 
     // The signer is the directory's content signer, issued by its CA.
-    let o = openssl(
+    let o = cms_verify_with(
         dir,
-        &[
-            "cms",
-            "-verify",
-            "-inform",
-            "DER",
-            "-in",
-            "chuid.cms",
-            "-content",
-            "chuid.content",
-            "-binary",
-            "-CAfile",
-            "ca.pem",
-            "-purpose",
-            "any",
-            "-signer",
-            "signer.pem",
-            "-out",
-            "/dev/null",
-        ],
+        "chuid.cms",
+        Some("chuid.content"),
+        "ca.pem",
+        &["-signer", "signer.pem"],
+        "/dev/null",
     );
     assert_verified(&o);
     let der = |pem: &str| openssl(dir, &["x509", "-in", pem, "-outform", "DER"]).stdout;
@@ -194,25 +194,13 @@ fn the_chuid_signature_verifies_against_the_ca_and_a_tampered_chuid_fails() {
         .unwrap();
     assert!(out.status.success());
     std::fs::copy(other.join("ca.pem"), dir.join("other-ca.pem")).unwrap();
-    let o = openssl(
+    let o = cms_verify_with(
         dir,
-        &[
-            "cms",
-            "-verify",
-            "-inform",
-            "DER",
-            "-in",
-            "chuid.cms",
-            "-content",
-            "chuid.content",
-            "-binary",
-            "-CAfile",
-            "other-ca.pem",
-            "-purpose",
-            "any",
-            "-out",
-            "/dev/null",
-        ],
+        "chuid.cms",
+        Some("chuid.content"),
+        "other-ca.pem",
+        &[],
+        "/dev/null",
     );
     assert!(!o.status.success());
 }
