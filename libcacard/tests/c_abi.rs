@@ -16,10 +16,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use vcac_tests::guest::target_dir;
+use vcac_tests::guest::{hex_decode, target_dir};
 use vcac_tests::nss::{make_nssdb, three_identities};
 use vcac_tests::softhsm::{KeySpec, Slot, TestToken, SOFTHSM};
-use vcac_tests::{check, softhsm_conf};
+use vcac_tests::{check, key_values, softhsm_conf};
 
 const DEBIAN_LIB: &str = "/usr/lib/x86_64-linux-gnu/libcacard.so.0";
 const DEBIAN_HEADERS: &str = "/usr/include/cacard";
@@ -190,14 +190,7 @@ fn command(bin: &Path, lib: Side) -> Command {
 }
 
 fn transcript(out: &Output) -> BTreeMap<String, String> {
-    String::from_utf8(out.stdout.clone())
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (k, v) = l.split_once(' ').unwrap_or((l, ""));
-            (k.to_owned(), v.to_owned())
-        })
-        .collect()
+    key_values(std::str::from_utf8(&out.stdout).unwrap())
 }
 
 /// Runs test `name` in all four header × library combinations; returns
@@ -245,13 +238,7 @@ fn expected(name: &str) -> BTreeMap<String, String> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/c")
         .join(format!("{name}.expected"));
-    let text = std::fs::read_to_string(path).unwrap();
-    text.lines()
-        .map(|l| {
-            let (k, v) = l.split_once(' ').unwrap_or((l, ""));
-            (k.to_owned(), v.to_owned())
-        })
-        .collect()
+    key_values(&std::fs::read_to_string(path).unwrap())
 }
 
 /// Debian's transcript must equal the recorded one; ours must equal it
@@ -907,12 +894,6 @@ fn hw_env() -> HwEnv {
     }
 }
 
-fn unhex(hex: &str) -> Vec<u8> {
-    (0..hex.len() / 2)
-        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
-        .collect()
-}
-
 /// `openssl pkeyutl -verifyrecover` of the signature at `key` with
 /// certificate `cert`, padding `padding`: what the token's private key was
 /// applied to (`None` when that key did not make it).
@@ -923,7 +904,7 @@ fn recover(
     cert: usize,
     padding: &str,
 ) -> Option<Vec<u8>> {
-    let sig = unhex(&t[key]);
+    let sig = hex_decode(&t[key]);
     assert_eq!(sig.len(), 128, "{key}: {}", t[key]);
     let path = hw.dir.join(format!("{key}.bin"));
     std::fs::write(&path, sig).unwrap();
@@ -1136,13 +1117,7 @@ fn hw_mode_mirrors_softhsm_tokens_like_libcacard() {
             "reader {i} is not named {name}: {stderr}"
         );
     }
-    let t: BTreeMap<String, String> = format!("{seen}{rest}")
-        .lines()
-        .map(|l| {
-            let (k, v) = l.split_once(' ').unwrap_or((l, ""));
-            (k.to_owned(), v.to_owned())
-        })
-        .collect();
+    let t = key_values(&format!("{seen}{rest}"));
     assert_eq!(t["removal.event"], "CR", "{stderr}");
     assert_eq!(t["removal.present"], "1");
     assert_eq!(t["removal.xfr"], "1 len 270");

@@ -657,3 +657,15 @@ pub fn write_default_card(dir: &Path) {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
 }
+
+/// A transcript of "KEY VALUE" lines (the C tests' and the libcacard
+/// harnesses' output) as a map; a line without a space is a key with an
+/// empty value, and a later line wins over an earlier one with its key.
+pub fn key_values(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .map(|l| {
+            let (k, v) = l.split_once(' ').unwrap_or((l, ""));
+            (k.to_owned(), v.to_owned())
+        })
+        .collect()
+}

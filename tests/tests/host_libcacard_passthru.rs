@@ -12,14 +12,13 @@
     clippy::panic
 )]
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use vcac_tests::guest::{hex_decode, libcacard_dropin, workspace_root};
-use vcac_tests::{openssl, require_peers, PcscEnv};
+use vcac_tests::{key_values, openssl, require_peers, PcscEnv};
 
 const DEBIAN_LIB: &str = "/usr/lib/x86_64-linux-gnu/libcacard.so.0";
 const READER: &str = "Virtual PCD 00 00";
@@ -49,15 +48,6 @@ fn compile(work: &Path, lib_dir: &Path) -> PathBuf {
         String::from_utf8_lossy(&out.stderr)
     );
     bin
-}
-
-fn transcript(text: &str) -> BTreeMap<String, String> {
-    text.lines()
-        .map(|l| {
-            let (k, v) = l.split_once(' ').unwrap_or((l, ""));
-            (k.to_owned(), v.to_owned())
-        })
-        .collect()
 }
 
 #[test]
@@ -92,7 +82,7 @@ fn passthru_relays_the_host_pcscd_readers_like_libcacard() {
             if ours { "ours" } else { "Debian's" },
             String::from_utf8_lossy(&out.stderr)
         );
-        transcript(&stdout)
+        key_values(&stdout)
     };
     let debian = run(false, "passthru");
     let ours = run(true, "passthru");
@@ -178,7 +168,7 @@ fn passthru_relays_the_host_pcscd_readers_like_libcacard() {
     stdout.read_to_string(&mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{seen}{rest}");
-    let t = transcript(&format!("{seen}{rest}"));
+    let t = key_values(&format!("{seen}{rest}"));
     assert_eq!(t["removal.event"], "CR", "{seen}{rest}");
     assert_eq!(t["removal.present"], "1");
 }
