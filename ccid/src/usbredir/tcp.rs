@@ -30,11 +30,11 @@
 //! ```
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::net::{connect_any, sleep_unless};
+use crate::net::{redial, sleep_unless, Dial};
 
 use super::{Event, UsbRedirHost};
 use crate::device::{CcidDevice, DeviceError};
@@ -54,6 +54,16 @@ pub struct Options {
     pub poll_interval: Duration,
     /// The version text of our hello.
     pub version: String,
+}
+
+impl Options {
+    fn dial(&self) -> Dial {
+        Dial {
+            backoff_min: self.backoff_min,
+            backoff_max: self.backoff_max,
+            connect_timeout: self.connect_timeout,
+        }
+    }
 }
 
 impl Default for Options {
@@ -82,48 +92,16 @@ pub fn connect(
     stop: &AtomicBool,
     options: &Options,
 ) -> io::Result<()> {
-    let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
-    if addrs.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{addr}: no address"),
-        ));
-    }
-    let mut backoff = options.backoff_min;
-    let mut announced = false;
-    while !stop.load(Ordering::Relaxed) {
-        match connect_any(&addrs, options.connect_timeout) {
-            Ok(stream) => {
-                log::info!("usbredir: connected to {addr}");
-                announced = false;
-                let device = make_device().map_err(to_io)?;
-                match session(&stream, device, stop, options) {
-                    Ok(greeted) => {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        log::info!("usbredir: {addr} closed the connection; reconnecting");
-                        if greeted {
-                            backoff = options.backoff_min;
-                        }
-                    }
-                    Err(e) => log::warn!("usbredir: connection to {addr} ended: {e}; reconnecting"),
-                }
-            }
-            Err(e) => {
-                if !announced {
-                    log::warn!(
-                        "usbredir: cannot reach {addr} ({e}); is QEMU running with \
-                         -chardev socket,server=on,...? retrying"
-                    );
-                    announced = true;
-                }
-            }
-        }
-        sleep_unless(stop, backoff);
-        backoff = (backoff * 2).min(options.backoff_max);
-    }
-    Ok(())
+    redial(
+        addr,
+        &format!("the usbredir peer at {addr}"),
+        stop,
+        &options.dial(),
+        |stream| {
+            let device = make_device().map_err(to_io)?;
+            Ok(session(&stream, device, stop, options))
+        },
+    )
 }
 
 /// Like [`connect`], but waits for the peer to connect (QEMU with

@@ -30,11 +30,11 @@
 //! ```
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::net::{connect_any, sleep_unless};
+use crate::net::{redial, sleep_unless, Dial};
 
 use vreader::ReaderSet;
 
@@ -56,6 +56,16 @@ pub struct Options {
     /// How often the reader set's events are looked at while the socket is
     /// quiet.
     pub poll_interval: Duration,
+}
+
+impl Options {
+    fn dial(&self) -> Dial {
+        Dial {
+            backoff_min: self.backoff_min,
+            backoff_max: self.backoff_max,
+            connect_timeout: self.connect_timeout,
+        }
+    }
 }
 
 impl Default for Options {
@@ -91,46 +101,13 @@ pub fn run_with(
     stop: &AtomicBool,
     options: &Options,
 ) -> io::Result<Ended> {
-    let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
-    if addrs.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{addr}: no address"),
-        ));
-    }
-    let mut backoff = options.backoff_min;
-    let mut announced_wait = false;
-    while !stop.load(Ordering::Relaxed) {
-        match connect_any(&addrs, options.connect_timeout) {
-            Ok(stream) => {
-                log::info!("connected to the VSCard host at {addr}");
-                announced_wait = false;
-                match session(&stream, set, stop, options) {
-                    Ok(greeted) => {
-                        if stop.load(Ordering::Relaxed) {
-                            break;
-                        }
-                        log::info!("the VSCard host at {addr} closed the connection; reconnecting");
-                        if greeted {
-                            backoff = options.backoff_min;
-                        }
-                    }
-                    Err(e) => log::warn!("VSCard connection to {addr} ended: {e}; reconnecting"),
-                }
-            }
-            Err(e) => {
-                if !announced_wait {
-                    log::warn!(
-                        "cannot reach the VSCard host at {addr} ({e}); is QEMU running with \
-                         -chardev socket,server=on,...? retrying"
-                    );
-                    announced_wait = true;
-                }
-            }
-        }
-        sleep_unless(stop, backoff);
-        backoff = (backoff * 2).min(options.backoff_max);
-    }
+    redial(
+        addr,
+        &format!("the VSCard host at {addr}"),
+        stop,
+        &options.dial(),
+        |stream| Ok(session(&stream, set, stop, options)),
+    )?;
     Ok(Ended::Stopped)
 }
 
