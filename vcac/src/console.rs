@@ -1,7 +1,9 @@
 //! The run-time commands `passthru` and `usbredir` take on standard input:
-//! `remove [N]`, `insert [N]`, `list`, `exit`, `help`.
+//! `remove [N]`, `insert [N]`, `list`, `exit`, `help`; and the QEMU peer
+//! both reach with `--connect` or `--listen`.
 
 use std::io::{BufRead, Read, Write};
+use std::net::{TcpListener, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -9,6 +11,35 @@ use std::thread::JoinHandle;
 use signal_hook::consts::SIGUSR2;
 use signal_hook::iterator::{Handle, Signals};
 use vreader::{ReaderError, ReaderId, ReaderSet};
+
+/// Where QEMU is: dialled (`--connect HOST:PORT`) or awaited (`--listen
+/// HOST:PORT`).
+pub(crate) enum Peer {
+    Connect(String),
+    Listen(TcpListener),
+}
+
+impl Peer {
+    /// From `--connect` (which wins) or `--listen`: the address must resolve,
+    /// and the listening socket is bound now, so that a bad address fails
+    /// before anything else starts.
+    pub(crate) fn from_args(
+        connect: &Option<String>,
+        listen: &Option<String>,
+    ) -> Result<Peer, String> {
+        match (connect, listen) {
+            (Some(addr), _) => {
+                addr.to_socket_addrs()
+                    .map_err(|e| format!("--connect {addr}: {e}"))?;
+                Ok(Peer::Connect(addr.clone()))
+            }
+            (None, Some(addr)) => Ok(Peer::Listen(
+                TcpListener::bind(addr).map_err(|e| format!("--listen {addr}: {e}"))?,
+            )),
+            (None, None) => Err("--connect or --listen is required".into()),
+        }
+    }
+}
 
 /// How one command names what it acts on, and what it says.
 #[derive(Clone, Copy)]

@@ -2,11 +2,11 @@
 //! VSCard (what libcacard's `vscclient` did).
 
 use std::io::Write;
-use std::net::{TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
 
 use std::sync::Arc;
 
+use crate::console::Peer;
 use ccid::vscard::connect;
 use signal_hook::consts::{SIGUSR1, SIGUSR2};
 use vreader::ReaderSet;
@@ -62,24 +62,8 @@ impl Args {
 const HELP: &str =
     "commands: remove [N] | insert [N] | list | exit   (N: reader number, default 0)";
 
-/// Where the VSCard host is.
-enum Peer {
-    Connect(String),
-    Listen(TcpListener),
-}
-
 pub(crate) fn run(args: Args) -> Result<(), String> {
-    let peer = match (&args.connect, &args.listen) {
-        (Some(addr), _) => {
-            addr.to_socket_addrs()
-                .map_err(|e| format!("--connect {addr}: {e}"))?;
-            Peer::Connect(addr.clone())
-        }
-        (None, Some(addr)) => {
-            Peer::Listen(TcpListener::bind(addr).map_err(|e| format!("--listen {addr}: {e}"))?)
-        }
-        (None, None) => return Err("--connect or --listen is required".into()),
-    };
+    let peer = Peer::from_args(&args.connect, &args.listen)?;
 
     let stop = crate::stop_on_signals()?;
 

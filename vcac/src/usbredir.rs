@@ -3,11 +3,11 @@
 //! Also home of the `--pinpad` sources `vcac ccid-serial` shares.
 
 use std::io::{BufRead, Read, Write};
-use std::net::{TcpListener, ToSocketAddrs};
 use std::path::PathBuf;
 
 use std::sync::{Arc, Mutex};
 
+use crate::console::Peer;
 use ccid::device::{
     pinpad::{Deny, FixedPins, NoEntry},
     CcidDevice, DeviceConfig, PinEntry, PinEntryError, PinOperation, PinPad, PinSource, MAX_SLOTS,
@@ -161,21 +161,7 @@ fn parse_vid_pid(s: &str) -> Result<(u16, u16), String> {
 const HELP: &str = "commands: remove [N] | insert [N] | list | exit   (N: slot, default 0)";
 
 pub(crate) fn run(args: Args) -> Result<(), String> {
-    enum Peer {
-        Connect(String),
-        Listen(TcpListener),
-    }
-    let peer = match (&args.connect, &args.listen) {
-        (Some(addr), _) => {
-            addr.to_socket_addrs()
-                .map_err(|e| format!("--connect {addr}: {e}"))?;
-            Peer::Connect(addr.clone())
-        }
-        (None, Some(addr)) => {
-            Peer::Listen(TcpListener::bind(addr).map_err(|e| format!("--listen {addr}: {e}"))?)
-        }
-        (None, None) => return Err("--connect or --listen is required".into()),
-    };
+    let peer = Peer::from_args(&args.connect, &args.listen)?;
     let stop = crate::stop_on_signals()?;
     let signals = signal_hook::iterator::Signals::new([SIGUSR1, SIGUSR2])
         .map_err(|e| format!("cannot install signal handler: {e}"))?;
