@@ -14,18 +14,21 @@
 //! VCAC_BENCH_MACHINES=q35 cargo bench -p vcac-benches --bench usbredir_latency
 //! ```
 //!
-//! `VCAC_BENCH_MACHINES` (default `pc,q35`) picks the machine types.
+//! `VCAC_BENCH_MACHINES` (default `pc,q35`) picks the machine types, and
+//! `VCAC_BENCH_DATA_PATH` (default `interrupt`; or `bulk`) the `vcac
+//! usbredir --data-path`.
 //! Under `cargo test --benches` it runs one round with K = 10 per machine,
 //! as a smoke test. It fails (never skips) without QEMU, pcscd, libccid or
 //! OpenSC.
 //!
-//! Why UHCI costs usbredir more than usb-ccid (docs/performance.md): QEMU's
-//! usb-redir completes every bulk transfer asynchronously, and QEMU 7.2's
-//! UHCI raises the guest interrupt for an asynchronous completion only at
-//! the next 1 ms frame, and walks the whole queued IN transfer (libccid
-//! reads 65556 bytes: 1025 TDs, each looked up in a linear list) before
-//! the request leaves. usb-ccid answers inside the frame. xHCI has
-//! neither cost.
+//! Why `--data-path bulk` costs more than usb-ccid on UHCI
+//! (docs/performance.md): QEMU's usb-redir completes every bulk transfer
+//! asynchronously, and QEMU 7.2's UHCI raises the guest interrupt for an
+//! asynchronous completion only at the next 1 ms frame, and walks the
+//! whole queued IN transfer (libccid reads 65556 bytes: 1025 TDs, each
+//! looked up in a linear list) before the request leaves. usb-ccid answers
+//! inside the frame, and so does usb-redir for the interrupt endpoints the
+//! default data path describes.
 #![forbid(unsafe_code)]
 #![allow(
     clippy::unwrap_used,
@@ -43,6 +46,16 @@ use vcac_tests::guest::{
 use vcac_tests::{require_peers, vcac_bin, write_default_card};
 
 const READERS: [&str; 2] = ["usbredir", "usb-ccid"];
+
+/// `vcac usbredir --data-path` for this run.
+fn data_path() -> String {
+    let path = std::env::var("VCAC_BENCH_DATA_PATH").unwrap_or_else(|_| "interrupt".into());
+    assert!(
+        path == "interrupt" || path == "bulk",
+        "VCAC_BENCH_DATA_PATH: unknown data path {path} (interrupt, bulk)"
+    );
+    path
+}
 
 fn main() {
     let full = std::env::args().any(|a| a == "--bench");
@@ -77,8 +90,10 @@ fn main() {
         let m = run(machine, &image, tmp.path(), k, rounds, full);
         println!(
             "{}: APDU round trip seen by the guest ({qemu_version}, TCG), opensc-tool 1 vs 1 + {k} \
-             APDUs, {rounds} alternating round(s); guest run {:.1} s",
-            m.label, m.guest_secs
+             APDUs, {rounds} alternating round(s), usbredir data path {}; guest run {:.1} s",
+            m.label,
+            data_path(),
+            m.guest_secs
         );
         println!("{}: per round, ms/APDU: {}", m.label, m.rounds_text);
         table.push(m);
@@ -192,6 +207,8 @@ fn run(
             &format!("127.0.0.1:{redir_port}"),
             "--card",
             redir_card.to_str().unwrap(),
+            "--data-path",
+            &data_path(),
         ],
         &dir.join("usbredir.log"),
     );

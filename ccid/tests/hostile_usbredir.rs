@@ -11,11 +11,15 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use ccid::device::{CcidDevice, DeviceConfig};
-use ccid::usbredir::{tcp, wire, UsbRedirHost};
+use ccid::usbredir::{tcp, wire, DataPath, UsbRedirHost};
 use hex_literal::hex;
 use vreader::ReaderSet;
 
 fn host() -> (ReaderSet, UsbRedirHost) {
+    host_with(DataPath::Bulk)
+}
+
+fn host_with(path: DataPath) -> (ReaderSet, UsbRedirHost) {
     let set = ReaderSet::new();
     let r = set.add_reader("s0").unwrap();
     let card = vcac_sources::embedded::default_card(
@@ -25,7 +29,7 @@ fn host() -> (ReaderSet, UsbRedirHost) {
     .unwrap();
     set.insert_card(r, card).unwrap();
     let dev = CcidDevice::new(DeviceConfig::default(), &set, &[r]).unwrap();
-    (set, UsbRedirHost::new(dev, "hostile"))
+    (set, UsbRedirHost::new(dev, "hostile").with_data_path(path))
 }
 
 fn hello() -> Vec<u8> {
@@ -52,14 +56,33 @@ fn drain(h: &mut UsbRedirHost) -> Vec<u8> {
     o
 }
 
+/// GetSlotStatus with `seq` as the guest sends it on `path`: bulk OUT and
+/// a bulk IN request, or an interrupt packet and interrupt receiving.
+fn get_slot_status(path: DataPath, id: u64, seq: u8) -> Vec<u8> {
+    let ccid = [0x65, 0, 0, 0, 0, 0, seq, 0, 0, 0];
+    match path {
+        DataPath::Bulk => {
+            let mut body = hex!("03 00 0A00 00000000 0000").to_vec();
+            body.extend_from_slice(&ccid);
+            let mut w = pkt(101, id, &body);
+            w.extend_from_slice(&pkt(101, id + 1, &hex!("82 00 0A00 00000000 0000")));
+            w
+        }
+        DataPath::Interrupt => {
+            let mut body = hex!("03 00 0A00").to_vec();
+            body.extend_from_slice(&ccid);
+            let mut w = pkt(103, id, &body);
+            w.extend_from_slice(&pkt(15, 0, &[0x82]));
+            w
+        }
+    }
+}
+
 /// A GetSlotStatus round trip works (the host is still sane).
 fn assert_serves(h: &mut UsbRedirHost, id: u64) {
     h.receive(&pkt(6, id, &[1])).unwrap();
     drain(h);
-    let mut body = hex!("03 00 0A00 00000000 0000").to_vec();
-    body.extend_from_slice(&hex!("65 00000000 00 07 000000"));
-    h.receive(&pkt(101, id + 1, &body)).unwrap();
-    h.receive(&pkt(101, id + 2, &hex!("82 00 0A00 00000000 0000")))
+    h.receive(&get_slot_status(h.data_path(), id + 1, 7))
         .unwrap();
     let o = drain(h);
     assert_eq!(
@@ -82,7 +105,13 @@ fn no_hello_first_ends_the_stream() {
 
 #[test]
 fn truncated_headers_and_byte_at_a_time() {
-    let (_s, mut h) = host();
+    for path in [DataPath::Bulk, DataPath::Interrupt] {
+        truncated_headers(path);
+    }
+}
+
+fn truncated_headers(path: DataPath) {
+    let (_s, mut h) = host_with(path);
     let mut stream = hello();
     stream.extend_from_slice(&pkt(100, 7, &hex!("80 06 80 00 0001 0000 1200")));
     for b in &stream {
@@ -143,7 +172,13 @@ fn lengths_past_any_buffer_are_skipped_without_allocating() {
 
 #[test]
 fn unknown_types_and_wrong_directions_are_ignored() {
-    let (_s, mut h) = host();
+    for path in [DataPath::Bulk, DataPath::Interrupt] {
+        unknown_types(path);
+    }
+}
+
+fn unknown_types(path: DataPath) {
+    let (_s, mut h) = host_with(path);
     h.receive(&hello()).unwrap();
     drain(&mut h);
     // Unknown type 99 followed by a valid packet in the same write (what
@@ -197,7 +232,65 @@ fn data_for_endpoints_that_do_not_exist() {
 }
 
 #[test]
+fn interrupt_data_for_endpoints_and_lengths_that_do_not_fit() {
+    let (_s, mut h) = host_with(DataPath::Interrupt);
+    h.receive(&hello()).unwrap();
+    h.receive(&pkt(6, 1, &[1])).unwrap();
+    drain(&mut h);
+    // Interrupt OUT data for endpoints that are not the data OUT one, a
+    // length field that lies, a header cut short: inval, length 0.
+    for (id, body) in [
+        (2u64, hex!("05 00 0400 01020304").to_vec()),
+        (3, hex!("85 00 0400 01020304").to_vec()),
+        (4, hex!("81 00 0400 01020304").to_vec()),
+        (5, hex!("00 00 0400 01020304").to_vec()),
+        (6, hex!("03 00 FFFF 65000000").to_vec()),
+        (7, hex!("03 00 0000 65").to_vec()),
+    ] {
+        h.receive(&pkt(103, id, &body)).unwrap();
+        let o = drain(&mut h);
+        assert_eq!(o[8..16], id.to_le_bytes());
+        assert_eq!(o[16..20], [body[0], 2, 0, 0], "packet {id}: inval");
+    }
+    // A bulk packet for the data endpoints: inval (they are interrupt).
+    h.receive(&pkt(101, 8, &hex!("82 00 0A00 00000000 0000")))
+        .unwrap();
+    assert_eq!(drain(&mut h)[16..18], [0x82, 2]);
+    // Commands while QEMU never polls: the device's queue fills, then the
+    // held OUT packets; past those each one is refused with ioerror.
+    // Nothing grows without bound, and nothing is pushed.
+    let mut refused = 0;
+    for id in 0..200u64 {
+        let ccid = [0x65, 0, 0, 0, 0, 0, id as u8, 0, 0, 0];
+        let mut body = hex!("03 00 0A00").to_vec();
+        body.extend_from_slice(&ccid);
+        h.receive(&pkt(103, 100 + id, &body)).unwrap();
+        h.run_jobs();
+        let o = drain(&mut h);
+        if o.is_empty() {
+            continue;
+        }
+        assert_eq!(o.len(), 20, "an ack or a refusal, no answer");
+        if o[17] == 3 {
+            refused += 1;
+        }
+    }
+    assert!(refused > 150, "{refused} refused");
+    // QEMU starts receiving: the queued answers come, then service goes on.
+    h.receive(&pkt(15, 0, &[0x82])).unwrap();
+    let o = drain(&mut h);
+    assert!(o.len() > 18 + 30, "queued answers pushed");
+    assert_serves(&mut h, 500);
+}
+
+#[test]
 fn a_disconnect_mid_transfer_then_a_new_peer_is_served() {
+    for path in [DataPath::Bulk, DataPath::Interrupt] {
+        disconnect_mid_transfer(path);
+    }
+}
+
+fn disconnect_mid_transfer(path: DataPath) {
     // Over TCP: a peer sends half a command and hangs up; the next one is
     // served by a fresh session and gets answers.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -225,7 +318,10 @@ fn a_disconnect_mid_transfer_then_a_new_peer_is_served() {
                 listener,
                 || CcidDevice::new(DeviceConfig::default(), &set, &[r]),
                 &stop,
-                &tcp::Options::default(),
+                &tcp::Options {
+                    data_path: path,
+                    ..Default::default()
+                },
             )
         });
         // Peer 1: hello, then half a bulk packet, then gone.
@@ -242,11 +338,7 @@ fn a_disconnect_mid_transfer_then_a_new_peer_is_served() {
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         s.write_all(&hello()).unwrap();
         s.write_all(&pkt(6, 2, &[1])).unwrap();
-        let mut body = hex!("03 00 0A00 00000000 0000").to_vec();
-        body.extend_from_slice(&hex!("65 00000000 00 09 000000"));
-        s.write_all(&pkt(101, 3, &body)).unwrap();
-        s.write_all(&pkt(101, 4, &hex!("82 00 0A00 00000000 0000")))
-            .unwrap();
+        s.write_all(&get_slot_status(path, 3, 9)).unwrap();
         let want = hex!("81 00000000 00 09 01 00 00");
         let mut got = Vec::new();
         let mut buf = [0u8; 4096];

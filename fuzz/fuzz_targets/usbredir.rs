@@ -2,7 +2,8 @@
 //! peer's byte stream in arbitrary chunks, interleaved with card jobs,
 //! ticks, unplug/plug and card hot-plugs.
 //!
-//! Input: a flag byte (bit 0: start with a valid QEMU hello), then
+//! Input: a flag byte (bit 0: start with a valid QEMU hello; bit 1: bulk
+//! data endpoints instead of interrupt ones), then
 //! operations: `00..=EF` feed that many bytes, `F0` run jobs, `F1` tick,
 //! `F2` unplug, `F3` plug, `F4` / `F5` force-remove / force-insert the
 //! card.
@@ -12,7 +13,7 @@
 #![no_main]
 
 use ccid::device::{CcidDevice, DeviceConfig};
-use ccid::usbredir::{wire, UsbRedirHost};
+use ccid::usbredir::{wire, DataPath, UsbRedirHost};
 use libfuzzer_sys::fuzz_target;
 use vcac_fuzz::Bytes;
 use vreader::ReaderSet;
@@ -46,7 +47,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(device) = CcidDevice::new(DeviceConfig::default(), &set, &[reader]) else {
         return;
     };
-    let mut host = UsbRedirHost::new(device, "fuzz");
+    let path = if flags & 2 != 0 {
+        DataPath::Bulk
+    } else {
+        DataPath::Interrupt
+    };
+    let mut host = UsbRedirHost::new(device, "fuzz").with_data_path(path);
     let mut first = true;
     let mut out = Vec::new();
     if flags & 1 != 0 {

@@ -6,7 +6,9 @@
 //! again with the PIN from vcac's virtual PIN pad, and sees `remove`,
 //! `insert` and `exit` typed on vcac's stdin as card removal, insertion
 //! and the reader leaving the bus. Once on `-machine pc -usb` (UHCI), once
-//! on `-machine q35 -device qemu-xhci`.
+//! on `-machine q35 -device qemu-xhci`, both with the default data path
+//! (the CCID data endpoints described to QEMU as interrupt endpoints), and
+//! once more on UHCI with `--data-path bulk`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -29,7 +31,7 @@ static ONE_GUEST: Mutex<()> = Mutex::new(());
 const GUEST_TIMEOUT: Duration = Duration::from_secs(240);
 const RTT_APDUS: u32 = 200;
 
-fn run_guest(machine: &str) {
+fn run_guest(machine: &str, data_path: &str) {
     let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();
     require_peers(&[
@@ -91,6 +93,8 @@ fn run_guest(machine: &str) {
             card.to_str().unwrap(),
             "--pinpad",
             "auto",
+            "--data-path",
+            data_path,
         ],
         &tmp.path().join("vcac.log"),
     );
@@ -207,7 +211,7 @@ fn run_guest(machine: &str) {
         .map(|(_, v)| v.replace(' ', "="))
         .collect();
     println!(
-        "usbredir guest test ({machine}, {hc}): {qemu_version}; guest image {} ({:.1} s); guest run \
+        "usbredir guest test ({machine}, {hc}, data path {data_path}): {qemu_version}; guest image {} ({:.1} s); guest run \
          {:.1} s (uptime at phases: {}); total {:.1} s; APDU round trip in the guest: best {:.0} µs, \
          median {:.0} µs",
         if image.cached { "cached" } else { "built" },
@@ -222,10 +226,15 @@ fn run_guest(machine: &str) {
 
 #[test]
 fn pc_uhci_guest_reads_signs_pinpad_and_hotplug_over_usbredir() {
-    run_guest("pc");
+    run_guest("pc", "interrupt");
 }
 
 #[test]
 fn q35_xhci_guest_reads_signs_pinpad_and_hotplug_over_usbredir() {
-    run_guest("q35");
+    run_guest("q35", "interrupt");
+}
+
+#[test]
+fn pc_uhci_guest_over_usbredir_with_bulk_data_endpoints() {
+    run_guest("pc", "bulk");
 }

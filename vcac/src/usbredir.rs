@@ -12,7 +12,7 @@ use ccid::device::{
     pinpad::{Deny, FixedPins, NoEntry},
     CcidDevice, DeviceConfig, PinEntry, PinEntryError, PinOperation, PinPad, PinSource, MAX_SLOTS,
 };
-use ccid::usbredir::tcp;
+use ccid::usbredir::{tcp, DataPath};
 use signal_hook::consts::{SIGUSR1, SIGUSR2};
 use vcac_sources::{dir as card_dir, embedded};
 use vreader::{ReaderId, ReaderSet};
@@ -143,9 +143,26 @@ pub(crate) struct Args {
     /// libccid's list (QEMU's usb-ccid uses it too).
     #[arg(long, value_name = "VVVV:PPPP", default_value = "08E6:4433", value_parser = parse_vid_pid)]
     vid_pid: (u16, u16),
+    /// How the reader's data endpoints are described to QEMU. interrupt
+    /// (the default): QEMU completes the guest's transfers at once from
+    /// data vcac pushes as soon as the card answers, as fast as QEMU's own
+    /// usb-ccid. bulk: as the USB descriptors say; every transfer waits
+    /// for a socket round trip (for a usbredir peer other than QEMU's).
+    /// The guest sees bulk endpoints either way.
+    #[arg(long, value_enum, value_name = "PATH", default_value_t = DataPathArg::Interrupt)]
+    data_path: DataPathArg,
     /// Key backend for the cards' private keys.
     #[arg(long, value_enum, default_value_t = crate::Backend::Rustcrypto)]
     backend: crate::Backend,
+}
+
+/// `--data-path`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum DataPathArg {
+    /// Interrupt endpoints in ep_info: QEMU completes transfers itself.
+    Interrupt,
+    /// Bulk endpoints in ep_info, as in the descriptors.
+    Bulk,
 }
 
 fn parse_vid_pid(s: &str) -> Result<(u16, u16), String> {
@@ -262,7 +279,13 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
     )?;
 
     let make_device = || CcidDevice::new(config.clone(), &set, &readers);
-    let options = tcp::Options::default();
+    let options = tcp::Options {
+        data_path: match args.data_path {
+            DataPathArg::Interrupt => DataPath::Interrupt,
+            DataPathArg::Bulk => DataPath::Bulk,
+        },
+        ..tcp::Options::default()
+    };
     let result = match peer {
         Peer::Connect(addr) => tcp::connect(&addr, make_device, &stop, &options)
             .map_err(|e| format!("--connect {addr}: {e}")),

@@ -36,6 +36,12 @@
 //!   to `wLength`; unsupported → stall); set_configuration and
 //!   set/get_alt_setting answer ep_info, interface_info, then their status
 //!   with the request's id.
+//! * **the data endpoints** (CCID's bulk OUT and bulk IN) are described
+//!   in ep_info as [`DataPath::Interrupt`] endpoints by default, so that
+//!   QEMU completes the guest's transfers itself, as its own `usb-ccid`
+//!   does: an OUT at once, an IN from data we pushed as soon as the card
+//!   answered (see [`DataPath`]). The guest's descriptors still say bulk.
+//!   [`DataPath::Bulk`] describes them as the descriptors do:
 //! * **bulk OUT** is acknowledged at once and fed to the device model,
 //!   which reassembles CCID messages by `dwLength`.
 //! * **bulk IN** requests are held until the card answers, answered
@@ -104,6 +110,47 @@ const ANSWERED_KEPT: usize = 16;
 /// Events kept for [`UsbRedirHost::poll_event`].
 const EVENTS_KEPT: usize = 64;
 
+/// How CCID's two data endpoints (bulk OUT, bulk IN) are described to the
+/// usbredir peer in ep_info. The guest's descriptors say bulk either way;
+/// this decides how QEMU's usb-redir moves their transfers.
+///
+/// QEMU 7.2 (`hw/usb/redirect.c`) completes a **bulk** transfer only when
+/// the usbredir peer answers it, so each APDU waits for two socket round
+/// trips (the OUT status, then the IN request and its answer), and on
+/// UHCI every queued 64-byte TD of libccid's 65556-byte read is walked
+/// first. An **interrupt** OUT transfer it completes at once, and an
+/// interrupt IN transfer it answers from its own buffer (NAK while empty,
+/// a wake-up when data comes), which we fill as soon as the card answers.
+/// That is how QEMU's own `usb-ccid` behaves, so the guest sees its
+/// timing. The host controller schedules by the guest's descriptors and
+/// does not look at QEMU's endpoint type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum DataPath {
+    /// Interrupt endpoints, interval 1 (the default). Responses are cut
+    /// into max-packet fragments, with a zero-length one after a message
+    /// that fills its last, and pushed while QEMU has interrupt receiving
+    /// started on the IN endpoint; while it has not, they wait in the
+    /// device model.
+    #[default]
+    Interrupt,
+    /// Bulk endpoints, as the descriptors say: for a usbredir peer that
+    /// expects ep_info to match them.
+    Bulk,
+}
+
+impl core::str::FromStr for DataPath {
+    type Err = String;
+    fn from_str(s: &str) -> Result<DataPath, String> {
+        match s {
+            "interrupt" => Ok(DataPath::Interrupt),
+            "bulk" => Ok(DataPath::Bulk),
+            other => Err(format!(
+                "unknown data path \"{other}\" (expected interrupt or bulk)"
+            )),
+        }
+    }
+}
+
 /// Something worth logging that happened on the connection.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -170,12 +217,14 @@ struct Answered {
     ended: bool,
 }
 
-/// A bulk OUT packet the device could not take yet (its queue was full).
+/// An OUT packet the device could not take yet (its queue was full).
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct OutRequest {
     id: u64,
     endpoint: u8,
     data: Vec<u8>,
+    /// It came as an interrupt packet ([`DataPath::Interrupt`]).
+    interrupt: bool,
 }
 
 /// The interface and endpoints the device model describes.
@@ -238,6 +287,19 @@ impl Layout {
     fn endpoint(&self, address: u8) -> Option<(u8, u8, u8, u8, u16)> {
         self.endpoints.iter().copied().find(|e| e.0 == address)
     }
+
+    /// True if `address` is one of the bulk (data) endpoints.
+    fn is_bulk(&self, address: u8) -> bool {
+        self.endpoint(address).is_some_and(|e| e.1 == 0x02)
+    }
+
+    /// The bulk IN endpoint and its max packet size.
+    fn data_in(&self) -> Option<(u8, usize)> {
+        self.endpoints
+            .iter()
+            .find(|e| e.1 == 0x02 && e.0 & 0x80 != 0)
+            .map(|e| (e.0, usize::from(e.4).max(1)))
+    }
 }
 
 /// ep_info index of an endpoint address: number, +16 for IN.
@@ -264,7 +326,18 @@ pub struct UsbRedirHost {
     held_in: VecDeque<InRequest>,
     held_out: VecDeque<OutRequest>,
     answered: VecDeque<Answered>,
+    data_path: DataPath,
+    /// The peer polls the NotifySlotChange endpoint.
     interrupt_started: bool,
+    /// The peer has interrupt receiving started on the data IN endpoint
+    /// ([`DataPath::Interrupt`]).
+    data_started: bool,
+    /// Responses pushed since the guest last sent OUT data: not known to
+    /// have reached it.
+    pushed: VecDeque<Vec<u8>>,
+    /// What was in `pushed` when the peer stopped receiving: QEMU may have
+    /// dropped it with its buffer.
+    maybe_lost: VecDeque<Vec<u8>>,
     /// A NotifySlotChange waiting for the guest to poll.
     notify: Option<Vec<u8>>,
     interrupt_counter: u64,
@@ -276,6 +349,7 @@ impl core::fmt::Debug for UsbRedirHost {
         f.debug_struct("UsbRedirHost")
             .field("plug", &self.plug)
             .field("caps", &self.neg.caps)
+            .field("data_path", &self.data_path)
             .field("held_in", &self.held_in.len())
             .field("queued_in", &self.stream.len())
             .finish()
@@ -303,11 +377,27 @@ impl UsbRedirHost {
             held_in: VecDeque::new(),
             held_out: VecDeque::new(),
             answered: VecDeque::new(),
+            data_path: DataPath::default(),
             interrupt_started: false,
+            data_started: false,
+            pushed: VecDeque::new(),
+            maybe_lost: VecDeque::new(),
             notify: None,
             interrupt_counter: 0,
             events: VecDeque::new(),
         }
+    }
+
+    /// Describes the data endpoints as `path` (see [`DataPath`]). Takes
+    /// effect from the next ep_info; set it before the peer's hello.
+    pub fn with_data_path(mut self, path: DataPath) -> UsbRedirHost {
+        self.data_path = path;
+        self
+    }
+
+    /// How the data endpoints are described.
+    pub fn data_path(&self) -> DataPath {
+        self.data_path
     }
 
     /// The version text of our hello.
@@ -532,10 +622,16 @@ impl UsbRedirHost {
                 );
             }
             kind::START_INTERRUPT_RECEIVING | kind::STOP_INTERRUPT_RECEIVING => {
-                let ours =
-                    self.layout.endpoint(first).is_some_and(|e| e.1 == 0x03) && first & 0x80 != 0;
-                let status = if ours {
-                    self.interrupt_started = h.kind == kind::START_INTERRUPT_RECEIVING;
+                let start = h.kind == kind::START_INTERRUPT_RECEIVING;
+                let input = first & 0x80 != 0;
+                let notify = input && self.layout.endpoint(first).is_some_and(|e| e.1 == 0x03);
+                let data =
+                    input && self.data_path == DataPath::Interrupt && self.layout.is_bulk(first);
+                let status = if notify {
+                    self.interrupt_started = start;
+                    Status::Success
+                } else if data {
+                    self.data_receiving(start);
                     Status::Success
                 } else {
                     Status::Inval
@@ -590,8 +686,9 @@ impl UsbRedirHost {
             }
             kind::CONTROL_PACKET => self.control(h.id, type_header, data),
             kind::BULK_PACKET => self.bulk(h.id, type_header, data),
-            kind::ISO_PACKET | kind::INTERRUPT_PACKET => {
-                // No iso endpoints and no interrupt OUT: refuse.
+            kind::INTERRUPT_PACKET => self.interrupt_out(h.id, type_header, data),
+            kind::ISO_PACKET => {
+                // No iso endpoints: refuse.
                 let b = [first, Status::Inval.into(), 0, 0];
                 self.emit(h.kind, h.id, &b, &[]);
             }
@@ -705,12 +802,14 @@ impl UsbRedirHost {
             .emit(long, &mut h);
             this.emit(kind::BULK_PACKET, id, &h, &[]);
         };
-        let is_bulk = self
-            .layout
-            .endpoint(b.endpoint)
-            .is_some_and(|e| e.1 == 0x02);
-        if !is_bulk || self.plug != Plug::Attached {
+        if !self.layout.is_bulk(b.endpoint) || self.plug != Plug::Attached {
             return refuse(self, format!("no bulk endpoint {:02X}", b.endpoint));
+        }
+        if self.data_path == DataPath::Interrupt {
+            return refuse(
+                self,
+                format!("endpoint {:02X} is described as interrupt", b.endpoint),
+            );
         }
         if b.stream_id != 0 {
             return refuse(self, format!("stream {} (no streams)", b.stream_id));
@@ -743,15 +842,83 @@ impl UsbRedirHost {
                 id,
                 endpoint: b.endpoint,
                 data: data.to_vec(),
+                interrupt: false,
             });
             return;
         }
-        self.bulk_out(id, b.endpoint, data);
+        self.feed_out(id, b.endpoint, data, false);
     }
 
-    /// Feeds an OUT packet to the device; `false` when it could not take
-    /// it yet (the packet is then held).
-    fn bulk_out(&mut self, id: u64, endpoint: u8, data: &[u8]) -> bool {
+    /// QEMU started or stopped interrupt receiving on the data IN endpoint.
+    ///
+    /// On a stop it drops what it buffered. QEMU's UHCI stops an endpoint
+    /// the guest has not polled for 32 frames, which can fall between our
+    /// push of an answer and the guest's first poll for it. So what was
+    /// pushed since the guest's last OUT data is kept: if the next start
+    /// comes before any OUT data, the guest is still waiting for it (a CCID
+    /// host reads each answer before its next command) and it is pushed
+    /// again; OUT data first means the guest had it.
+    fn data_receiving(&mut self, start: bool) {
+        self.data_started = start;
+        if !start {
+            let pushed = core::mem::take(&mut self.pushed);
+            self.maybe_lost.extend(pushed);
+        }
+    }
+
+    /// An interrupt packet from the guest: CCID's OUT data under
+    /// [`DataPath::Interrupt`]. QEMU completed the guest's transfer
+    /// already, so a packet the device cannot take is held (bounded) and
+    /// one past that is lost, with an error status QEMU logs.
+    fn interrupt_out(&mut self, id: u64, type_header: &[u8], data: &[u8]) {
+        let [endpoint, _status, l0, l1] = *type_header else {
+            return;
+        };
+        let length = u16::from_le_bytes([l0, l1]);
+        let answer = |this: &mut UsbRedirHost, status: Status, why: Option<String>| {
+            if let Some(why) = why {
+                this.ignored(format!("interrupt packet id {id}: {why}"));
+            }
+            let n = if status == Status::Success { length } else { 0 };
+            let [n0, n1] = n.to_le_bytes();
+            this.emit(
+                kind::INTERRUPT_PACKET,
+                id,
+                &[endpoint, status.into(), n0, n1],
+                &[],
+            );
+        };
+        let ours = endpoint & 0x80 == 0
+            && self.data_path == DataPath::Interrupt
+            && self.layout.is_bulk(endpoint);
+        if !ours || self.plug != Plug::Attached {
+            let why = format!("no interrupt OUT endpoint {endpoint:02X}");
+            return answer(self, Status::Inval, Some(why));
+        }
+        if data.len() != usize::from(length) {
+            let why = format!("length {length} but {} data bytes", data.len());
+            return answer(self, Status::Inval, Some(why));
+        }
+        if !self.held_out.is_empty() {
+            if self.held_out.len() >= MAX_HELD_OUT {
+                log::warn!("usbredir: device busy and OUT queue full: {length} bytes lost");
+                let why = "device busy and OUT queue full".to_owned();
+                return answer(self, Status::IoError, Some(why));
+            }
+            self.held_out.push_back(OutRequest {
+                id,
+                endpoint,
+                data: data.to_vec(),
+                interrupt: true,
+            });
+            return;
+        }
+        self.feed_out(id, endpoint, data, true);
+    }
+
+    /// Feeds an OUT packet to the device and acknowledges it; `false`
+    /// when the device could not take it yet (the packet is then held).
+    fn feed_out(&mut self, id: u64, endpoint: u8, data: &[u8], interrupt: bool) -> bool {
         match self.device.handle_bulk_out(data) {
             Err(BulkOutError::QueueFull) => {
                 if self.held_out.len() < MAX_HELD_OUT {
@@ -759,12 +926,22 @@ impl UsbRedirHost {
                         id,
                         endpoint,
                         data: data.to_vec(),
+                        interrupt,
                     });
                 }
                 return false;
             }
-            Err(e) => log::debug!("usbredir: bulk OUT: {e}"),
+            Err(e) => log::debug!("usbredir: OUT data: {e}"),
             Ok(()) => {}
+        }
+        if interrupt {
+            // The guest has read every earlier answer.
+            self.pushed.clear();
+            self.maybe_lost.clear();
+            let [n0, n1] = u16::try_from(data.len()).unwrap_or(u16::MAX).to_le_bytes();
+            let h = [endpoint, Status::Success.into(), n0, n1];
+            self.emit(kind::INTERRUPT_PACKET, id, &h, &[]);
+            return true;
         }
         let mut h = Vec::new();
         BulkHeader {
@@ -794,7 +971,11 @@ impl UsbRedirHost {
             }
             return;
         }
-        if let Some(i) = self.held_out.iter().position(|r| r.id == id) {
+        if let Some(i) = self
+            .held_out
+            .iter()
+            .position(|r| r.id == id && !r.interrupt)
+        {
             if let Some(r) = self.held_out.remove(i) {
                 let mut h = Vec::new();
                 BulkHeader {
@@ -866,6 +1047,12 @@ impl UsbRedirHost {
         set(16, 0, 0, 0, max0);
         if configured {
             for &(address, ty, interval, interface, max) in &self.layout.endpoints {
+                let (ty, interval) = match (ty, self.data_path) {
+                    // QEMU refuses a device with an interval-0 interrupt
+                    // endpoint; 1 is the shortest (it does not poll by it).
+                    (0x02, DataPath::Interrupt) => (0x03, 1),
+                    other => (other.0, interval),
+                };
                 set(ep_index(address), ty, interval, interface, max);
             }
         }
@@ -926,6 +1113,9 @@ impl UsbRedirHost {
         self.stream.clear();
         self.answered.clear();
         self.interrupt_started = false;
+        self.data_started = false;
+        self.pushed.clear();
+        self.maybe_lost.clear();
         self.device.reset();
         self.event(Event::Unplugged);
     }
@@ -951,8 +1141,22 @@ impl UsbRedirHost {
             return;
         }
         while let Some(r) = self.held_out.pop_front() {
-            if !self.bulk_out(r.id, r.endpoint, &r.data) {
+            if !self.feed_out(r.id, r.endpoint, &r.data, r.interrupt) {
                 break;
+            }
+        }
+        if self.data_path == DataPath::Interrupt && self.data_started && self.plug == Plug::Attached
+        {
+            while let Some(message) = self.maybe_lost.pop_front() {
+                log::info!(
+                    "usbredir: QEMU stopped the data IN endpoint before the guest read \
+                     an answer; {} bytes pushed again",
+                    message.len()
+                );
+                self.push_answer(message);
+            }
+            while let Some(message) = self.device.poll_response() {
+                self.push_answer(message);
             }
         }
         while let Some(&req) = self.held_in.front() {
@@ -1006,6 +1210,43 @@ impl UsbRedirHost {
                 self.emit(kind::INTERRUPT_PACKET, id, &h, &msg);
             }
         }
+    }
+
+    /// Pushes a response on the data IN endpoint and remembers it until
+    /// the guest's next OUT data (bounded by the device's queue depth).
+    fn push_answer(&mut self, message: Vec<u8>) {
+        let Some((ep, max)) = self.layout.data_in() else {
+            return;
+        };
+        self.push_message(ep, max, &message);
+        if self.pushed.len() >= MAX_HELD_OUT {
+            self.pushed.pop_front();
+        }
+        self.pushed.push_back(message);
+    }
+
+    /// Pushes one response as interrupt packets of at most `max` bytes,
+    /// ending with a short one (a zero-length one if need be), which is
+    /// where QEMU ends the guest's transfer.
+    fn push_message(&mut self, ep: u8, max: usize, message: &[u8]) {
+        for piece in message.chunks(max) {
+            self.push_fragment(ep, piece);
+        }
+        if message.len().is_multiple_of(max) {
+            self.push_fragment(ep, &[]);
+        }
+    }
+
+    fn push_fragment(&mut self, ep: u8, piece: &[u8]) {
+        let [n0, n1] = u16::try_from(piece.len()).unwrap_or(u16::MAX).to_le_bytes();
+        let id = self.interrupt_counter;
+        self.interrupt_counter = self.interrupt_counter.wrapping_add(1);
+        self.emit(
+            kind::INTERRUPT_PACKET,
+            id,
+            &[ep, Status::Success.into(), n0, n1],
+            piece,
+        );
     }
 
     /// Up to `n` bytes of IN data, by USB packet rules: whole 64-byte

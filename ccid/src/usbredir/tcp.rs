@@ -6,8 +6,9 @@
 //! to 2 s); [`listen`] waits for a QEMU that connects (`reconnect=1`).
 //! Each connection gets a fresh device model from the caller's factory
 //! (the cards, in the caller's [`vreader::ReaderSet`], keep their state),
-//! `TCP_NODELAY`, one write per batch, and card operations run inline,
-//! after the batch that acknowledges the command has been written.
+//! `TCP_NODELAY`, one write per batch, and card operations run inline
+//! (with [`DataPath::Bulk`], after the batch that acknowledges the
+//! command has been written).
 //! When `stop` is set the device is unplugged (device_disconnect, then a
 //! short wait for QEMU's ack) before the socket closes.
 //!
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use crate::net::{redial, sleep_unless, Dial};
 
-use super::{Event, UsbRedirHost};
+use super::{DataPath, Event, UsbRedirHost};
 use crate::device::{CcidDevice, DeviceError};
 
 /// Timings of [`connect`] and [`listen`].
@@ -54,6 +55,8 @@ pub struct Options {
     pub poll_interval: Duration,
     /// The version text of our hello.
     pub version: String,
+    /// How the data endpoints are described to QEMU.
+    pub data_path: DataPath,
 }
 
 impl Options {
@@ -75,6 +78,7 @@ impl Default for Options {
             goodbye_timeout: Duration::from_millis(500),
             poll_interval: Duration::from_millis(20),
             version: concat!("vcac usbredir host ", env!("CARGO_PKG_VERSION")).into(),
+            data_path: DataPath::default(),
         }
     }
 }
@@ -160,16 +164,21 @@ pub fn session(
     stream.set_read_timeout(Some(options.poll_interval))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
     let sock = socket2::SockRef::from(stream);
-    let mut host = UsbRedirHost::new(device, &options.version);
+    let mut host = UsbRedirHost::new(device, &options.version).with_data_path(options.data_path);
+    let bulk = options.data_path == DataPath::Bulk;
     let mut chunk = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(4096);
     let mut greeted = false;
     loop {
-        // What the peer's packets already settled (bulk OUT statuses,
-        // control answers) goes out before any card work: QEMU completes
-        // the guest's OUT transfer and the guest queues its IN transfer
-        // while the card computes, as with a real reader.
-        flush(stream, &mut host, &mut out)?;
+        // With bulk endpoints, what the peer's packets already settled
+        // (bulk OUT statuses, control answers) goes out before any card
+        // work: QEMU completes the guest's OUT transfer and the guest
+        // queues its IN transfer while the card computes, as with a real
+        // reader. With interrupt endpoints QEMU completed the OUT itself,
+        // and the acknowledgement rides with the answer in one write.
+        if bulk {
+            flush(stream, &mut host, &mut out)?;
+        }
         host.run_jobs();
         flush(stream, &mut host, &mut out)?;
         greeted |= log_events(&mut host);

@@ -20,13 +20,18 @@ struct Rig {
     host: UsbRedirHost,
 }
 
-/// A host after both hellos (QEMU's caps 0xFF), its presentation drained.
+/// A host with bulk data endpoints after both hellos (QEMU's caps 0xFF),
+/// its presentation drained.
 fn rig() -> Rig {
+    rig_with(DataPath::Bulk)
+}
+
+fn rig_with(path: DataPath) -> Rig {
     let set = ReaderSet::new();
     let reader = set.add_reader("s0").unwrap();
     set.insert_card(reader, card()).unwrap();
     let dev = CcidDevice::new(DeviceConfig::default(), &set, &[reader]).unwrap();
-    let mut host = UsbRedirHost::new(dev, "t");
+    let mut host = UsbRedirHost::new(dev, "t").with_data_path(path);
     let mut hello = Vec::new();
     wire::emit_hello("qemu usb-redir guest 7.2.22", 0xFF, &mut hello);
     host.receive(&hello).unwrap();
@@ -76,14 +81,22 @@ fn hello_then_presentation_bytes() {
     assert_eq!(o[..16], hex!("05000000 A0000000 0000000000000000"));
     let ep = &o[16..176];
     assert_eq!(ep[0], 0, "ep0 OUT control");
-    assert_eq!(ep[3], 2, "bulk OUT 03");
+    assert_eq!(
+        (ep[3], ep[32 + 3]),
+        (3, 1),
+        "bulk OUT 03, described as interrupt, interval 1"
+    );
     assert_eq!(ep[16], 0, "ep0 IN control");
     assert_eq!(
         (ep[17], ep[32 + 17]),
         (3, 0x10),
         "interrupt IN 81, bInterval 16"
     );
-    assert_eq!(ep[18], 2, "bulk IN 82");
+    assert_eq!(
+        (ep[18], ep[32 + 18]),
+        (3, 1),
+        "bulk IN 82, described as interrupt"
+    );
     assert_eq!(ep[1], 0xFF, "unused");
     assert_eq!(ep[96 + 2 * 18..96 + 2 * 18 + 2], hex!("4000"));
     // interface_info: count 1, number 0, class 0B.
@@ -412,4 +425,215 @@ fn twelve_byte_headers_without_64bit_ids() {
     .emit(12, &mut g);
     host.receive(&g).unwrap();
     assert_eq!(out(&mut host), hex!("08000000 02000000 09000000 00 00"));
+}
+
+#[test]
+fn bulk_data_path_describes_the_endpoints_as_bulk() {
+    let set = ReaderSet::new();
+    let reader = set.add_reader("s0").unwrap();
+    let dev = CcidDevice::new(DeviceConfig::default(), &set, &[reader]).unwrap();
+    let mut host = UsbRedirHost::new(dev, "t").with_data_path(DataPath::Bulk);
+    out(&mut host);
+    let mut hello = Vec::new();
+    wire::emit_hello("qemu", 0xFF, &mut hello);
+    host.receive(&hello).unwrap();
+    let o = out(&mut host);
+    let ep = &o[16..176];
+    assert_eq!((ep[3], ep[32 + 3]), (2, 0), "bulk OUT 03, bInterval 0");
+    assert_eq!((ep[18], ep[32 + 18]), (2, 0), "bulk IN 82");
+    assert_eq!((ep[17], ep[32 + 17]), (3, 0x10), "interrupt IN 81");
+    assert_eq!("bulk".parse(), Ok(DataPath::Bulk));
+    assert_eq!("interrupt".parse(), Ok(DataPath::Interrupt));
+    assert!("iso".parse::<DataPath>().is_err());
+}
+
+/// An interrupt packet from the guest: endpoint, status 0, length, data.
+fn int_out(id: u64, ccid: &[u8]) -> Vec<u8> {
+    let mut body = vec![0x03, 0x00];
+    body.extend_from_slice(&(ccid.len() as u16).to_le_bytes());
+    body.extend_from_slice(ccid);
+    pkt(103, id, &body)
+}
+
+#[test]
+fn interrupt_data_path_acks_out_and_pushes_answers_while_started() {
+    let mut r = rig_with(DataPath::Interrupt);
+    r.host.receive(&pkt(6, 1, &[1])).unwrap();
+    out(&mut r.host);
+    // GetSlotStatus, bSeq 3, in one interrupt packet: acked with its
+    // length (QEMU completed the guest's transfer already).
+    r.host
+        .receive(&int_out(41, &hex!("65 00000000 00 03 000000")))
+        .unwrap();
+    assert_eq!(
+        out(&mut r.host),
+        hex!("67000000 04000000 2900000000000000 03 00 0A00"),
+        "the answer waits: QEMU has not started receiving on 82"
+    );
+    // The guest polls 82: QEMU starts interrupt receiving, the answer
+    // follows its status at once (one short fragment).
+    r.host.receive(&pkt(15, 0, &[0x82])).unwrap();
+    assert_eq!(
+        out(&mut r.host),
+        [
+            &hex!("11000000 02000000 0000000000000000 00 82")[..],
+            &hex!("67000000 0E000000 0000000000000000 82 00 0A00")[..],
+            &hex!("81 00000000 00 03 01 00 00")[..],
+        ]
+        .concat()
+    );
+    // IccPowerOn, bSeq 4: the ATR comes as soon as the card has run.
+    r.host
+        .receive(&int_out(42, &hex!("62 00000000 00 04 000000")))
+        .unwrap();
+    r.host.run_jobs();
+    let o = out(&mut r.host);
+    assert_eq!(
+        o[..20],
+        hex!("67000000 04000000 2A00000000000000 03 00 0A00")
+    );
+    assert_eq!(o[36..38], hex!("82 00"));
+    assert_eq!((o[40], o[46]), (0x80, 4), "DataBlock with the ATR, bSeq 4");
+    // XfrBlock SELECT of a 60-byte AID, bSeq 5: 75 bytes, in a 64-byte
+    // and an 11-byte packet as UHCI sends them. The card runs once the
+    // message is whole, and its answer is pushed.
+    let mut select = hex!("6F 41000000 00 05 00 0000 00A404003C").to_vec();
+    select.extend_from_slice(&[0xA0; 60]);
+    r.host.receive(&int_out(43, &select[..64])).unwrap();
+    r.host.receive(&int_out(44, &select[64..])).unwrap();
+    let o = out(&mut r.host);
+    assert_eq!(
+        o[..20],
+        hex!("67000000 04000000 2B00000000000000 03 00 4000")
+    );
+    assert_eq!(
+        o[20..40],
+        hex!("67000000 04000000 2C00000000000000 03 00 0B00")
+    );
+    assert_eq!(o.len(), 40, "the card has not run yet: {:02X?}", &o[40..]);
+    r.host.run_jobs();
+    let o = out(&mut r.host);
+    assert_eq!(o[..8], hex!("67000000 10000000"));
+    assert_eq!(o[16..20], hex!("82 00 0C00"));
+    assert_eq!(o[20], 0x80, "RDR_to_PC_DataBlock");
+    assert_eq!(o[20 + 6], 5, "bSeq");
+    assert_eq!(o[o.len() - 2..], hex!("6A82"));
+    // Stopped (QEMU dropped its buffer): answers wait for the next start.
+    r.host.receive(&pkt(16, 0, &[0x82])).unwrap();
+    assert_eq!(
+        out(&mut r.host),
+        hex!("11000000 02000000 0000000000000000 00 82")
+    );
+    r.host
+        .receive(&int_out(45, &hex!("65 00000000 00 06 000000")))
+        .unwrap();
+    assert_eq!(out(&mut r.host).len(), 20, "only the ack");
+    r.host.receive(&pkt(15, 0, &[0x82])).unwrap();
+    let o = out(&mut r.host);
+    assert_eq!(o[18..26], hex!("67000000 0E000000"));
+    assert_eq!(o[34..36], hex!("82 00"));
+    assert_eq!(o[38 + 6], 6, "bSeq of the answer that waited");
+}
+
+#[test]
+fn interrupt_answers_are_max_packet_fragments_ending_short() {
+    let mut r = rig_with(DataPath::Interrupt);
+    let frags = |r: &mut Rig, message: Vec<u8>| -> Vec<usize> {
+        let mut sizes = Vec::new();
+        r.host.push_message(0x82, 64, &message);
+        let o = out(&mut r.host);
+        let mut rest = &o[..];
+        while !rest.is_empty() {
+            let len = u32::from_le_bytes(rest[4..8].try_into().unwrap()) as usize;
+            assert_eq!(rest[..4], hex!("67000000"));
+            assert_eq!(rest[16..18], hex!("82 00"));
+            let n = u16::from_le_bytes([rest[18], rest[19]]) as usize;
+            assert_eq!(len, 4 + n);
+            sizes.push(n);
+            rest = &rest[16 + len..];
+        }
+        sizes
+    };
+    assert_eq!(frags(&mut r, vec![1; 10]), [10]);
+    assert_eq!(
+        frags(&mut r, vec![1; 64]),
+        [64, 0],
+        "a ZLP after a full one"
+    );
+    assert_eq!(frags(&mut r, vec![1; 266]), [64, 64, 64, 64, 10]);
+    assert_eq!(frags(&mut r, vec![1; 128]), [64, 64, 0]);
+}
+
+#[test]
+fn interrupt_data_path_refuses_what_does_not_fit() {
+    let mut r = rig_with(DataPath::Interrupt);
+    r.host.receive(&pkt(6, 1, &[1])).unwrap();
+    out(&mut r.host);
+    // A bulk packet for a data endpoint described as interrupt: inval.
+    r.host
+        .receive(&pkt(101, 3, &hex!("82 00 4000 00000000 0000")))
+        .unwrap();
+    assert_eq!(
+        out(&mut r.host),
+        hex!("65000000 0A000000 0300000000000000 82 02 0000 00000000 0000")
+    );
+    // Interrupt OUT data for an IN endpoint, an unknown endpoint, and with
+    // a length that does not match: inval, length 0.
+    for (id, body) in [
+        (4u64, hex!("82 00 0100 AA").to_vec()),
+        (5, hex!("05 00 0100 AA").to_vec()),
+        (6, hex!("03 00 0500 AABB").to_vec()),
+    ] {
+        r.host.receive(&pkt(103, id, &body)).unwrap();
+        let o = out(&mut r.host);
+        assert_eq!(o[8..16], id.to_le_bytes());
+        assert_eq!(o[16..20], [body[0], 2, 0, 0]);
+    }
+    assert!(r.host.poll_job().is_none(), "nothing reached the device");
+    // Interrupt receiving on an OUT endpoint: inval.
+    r.host.receive(&pkt(15, 0, &[0x03])).unwrap();
+    assert_eq!(
+        out(&mut r.host),
+        hex!("11000000 02000000 0000000000000000 02 03")
+    );
+}
+
+#[test]
+fn an_answer_qemu_may_have_dropped_at_a_stop_is_pushed_again() {
+    let mut r = rig_with(DataPath::Interrupt);
+    r.host.receive(&pkt(6, 1, &[1])).unwrap();
+    r.host.receive(&pkt(15, 0, &[0x82])).unwrap();
+    out(&mut r.host);
+    let answer = hex!("67000000 0E000000");
+    // GetSlotStatus bSeq 7, answered at once.
+    r.host
+        .receive(&int_out(2, &hex!("65 00000000 00 07 000000")))
+        .unwrap();
+    let o = out(&mut r.host);
+    assert_eq!(o[20..28], answer, "{o:02X?}");
+    assert_eq!(o[20 + 20 + 6], 7);
+    // QEMU's UHCI stopped the endpoint before the guest polled for it
+    // (its buffer is gone), then the guest polls: the answer again.
+    r.host.receive(&pkt(16, 0, &[0x82])).unwrap();
+    out(&mut r.host);
+    r.host.receive(&pkt(15, 0, &[0x82])).unwrap();
+    let o = out(&mut r.host);
+    assert_eq!(o[18..26], answer, "{o:02X?}");
+    assert_eq!(o[18 + 20 + 6], 7, "bSeq 7 pushed again");
+    // The guest read it and sent its next command before the next stop:
+    // nothing is pushed again at the next start.
+    r.host
+        .receive(&int_out(3, &hex!("65 00000000 00 08 000000")))
+        .unwrap();
+    let o = out(&mut r.host);
+    assert_eq!(o[20 + 20 + 6], 8);
+    r.host.receive(&pkt(16, 0, &[0x82])).unwrap();
+    r.host
+        .receive(&int_out(4, &hex!("65 00000000 00 09 000000")))
+        .unwrap();
+    r.host.receive(&pkt(15, 0, &[0x82])).unwrap();
+    let o = out(&mut r.host);
+    // Stop status, the ack, start status, then only bSeq 9.
+    assert_eq!(o.len(), 18 + 20 + 18 + 30, "{o:02X?}");
+    assert_eq!(o[o.len() - 10 + 6], 9);
 }
