@@ -72,6 +72,18 @@ if [ "$HOTPLUG" = 1 ]; then
     say "wait insert"
     wait_card
     say "hotplug inserted $(opensc-tool -r 0 -n 2>&1 | head -n 1)"
+    # `unplug` then `plug` on vcac's stdin, one usbredir connection: the
+    # reader leaves the bus, comes back, and a fresh pcscd reads the card.
+    say "wait replug"
+    until_ok 300 0.1 "the reader did not leave the USB bus" [ ! -e "$dev/idProduct" ]
+    say "hotplug detached"
+    wait_ccid
+    kill "$PCSCD_PID"
+    wait "$PCSCD_PID" 2>/dev/null
+    start_pcscd
+    wait_card
+    say "hotplug replugged $(opensc-tool -r 0 -n 2>&1 | head -n 1)"
+    read_cert recert
     say "wait unplug"
     until_ok 300 0.1 "the reader did not leave the USB bus" [ ! -e "$dev/idProduct" ]
     say "hotplug unplugged"

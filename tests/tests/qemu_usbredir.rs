@@ -4,8 +4,9 @@
 //! and libccid (USB) list the reader, OpenSC's CAC driver binds, reads
 //! certificate 0001 byte for byte and signs (verified on the host), signs
 //! again with the PIN from vcac's virtual PIN pad, and sees `remove`,
-//! `insert` and `exit` typed on vcac's stdin as card removal, insertion
-//! and the reader leaving the bus. Once on `-machine pc -usb` (UHCI), once
+//! `insert`, `unplug`, `plug` and `exit` typed on vcac's stdin as card
+//! removal and insertion, the reader leaving the bus and coming back on
+//! the same connection (the certificate read again), and leaving for good. Once on `-machine pc -usb` (UHCI), once
 //! on `-machine q35 -device qemu-xhci`, both with the default data path
 //! (the CCID data endpoints described to QEMU as interrupt endpoints), and
 //! once more on UHCI with `--data-path bulk`.
@@ -105,7 +106,11 @@ fn run_guest(machine: &str, data_path: &str) {
     vcac.command("remove");
     guest.wait_line("wait insert", Duration::from_secs(60), || log(&vcac));
     vcac.command("insert");
-    guest.wait_line("wait unplug", Duration::from_secs(60), || log(&vcac));
+    guest.wait_line("wait replug", Duration::from_secs(60), || log(&vcac));
+    vcac.command("unplug");
+    guest.wait_line("hotplug detached", Duration::from_secs(60), || log(&vcac));
+    vcac.command("plug");
+    guest.wait_line("wait unplug", Duration::from_secs(120), || log(&vcac));
     vcac.command("exit");
     let status = vcac.wait_exit(Duration::from_secs(10));
     assert!(
@@ -178,12 +183,32 @@ fn run_guest(machine: &str, data_path: &str) {
         "{context}"
     );
     assert!(
+        r.iter()
+            .any(|(k, v)| k == "hotplug" && v == "replugged Common Access Card (CAC)"),
+        "{context}"
+    );
+    assert_eq!(
+        joined_hex(&r, "recert"),
+        pem_to_der(&card.join("id0.pem")),
+        "certificate 0001 read after the re-plug differs from id0.pem"
+    );
+    assert!(
         r.iter().any(|(k, v)| k == "hotplug" && v == "unplugged"),
         "{context}"
     );
     let vlog = vcac.log();
     assert!(vlog.contains("device presented"), "{vlog}");
     assert!(vlog.contains("disconnect acknowledged"), "{vlog}");
+    assert!(
+        vlog.contains("unplugging the device (the connection stays)")
+            && vlog.contains("plugging the device in again"),
+        "{vlog}"
+    );
+    assert_eq!(
+        vlog.matches("connected to the usbredir peer").count(),
+        1,
+        "one connection for the whole run: {vlog}"
+    );
     assert!(
         !guest.stderr().contains("error"),
         "QEMU complained: {context}"

@@ -1,6 +1,7 @@
 //! The run-time commands `passthru` and `usbredir` take on standard input:
-//! `remove [N]`, `insert [N]`, `list`, `exit`, `help`; and the QEMU peer
-//! both reach with `--connect` or `--listen`.
+//! `remove [N]`, `insert [N]`, `list`, `exit`, `help` (and, for
+//! `usbredir`, `unplug` / `plug`); and the QEMU peer both reach with
+//! `--connect` or `--listen`.
 
 use std::io::{BufRead, Read, Write};
 use std::net::{TcpListener, ToSocketAddrs};
@@ -42,7 +43,7 @@ impl Peer {
 }
 
 /// How one command names what it acts on, and what it says.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(crate) struct Console {
     /// "reader" or "slot": in replies and errors.
     pub(crate) unit: &'static str,
@@ -50,6 +51,9 @@ pub(crate) struct Console {
     pub(crate) help: &'static str,
     /// The reply to `exit`.
     pub(crate) exit_reply: &'static str,
+    /// Whether the USB device is plugged in, for `unplug` / `plug` (only
+    /// where there is a USB device).
+    pub(crate) plugged: Option<Arc<AtomicBool>>,
 }
 
 /// A command typed on standard input.
@@ -60,6 +64,8 @@ pub(crate) enum Command {
     List,
     Exit,
     Help,
+    Unplug,
+    Plug,
     Bad(String),
 }
 
@@ -82,6 +88,8 @@ pub(crate) fn parse_command(line: &str, unit: &str) -> Option<Command> {
         ("remove" | "insert", Err(e)) => Command::Bad(e),
         ("list", _) => Command::List,
         ("exit" | "quit", _) => Command::Exit,
+        ("unplug", _) => Command::Unplug,
+        ("plug", _) => Command::Plug,
         ("help" | "?", _) => Command::Help,
         (other, _) => Command::Bad(format!("unknown command \"{other}\"")),
     })
@@ -129,6 +137,18 @@ pub(crate) fn read_commands(set: &ReaderSet, stop: &AtomicBool, console: &Consol
                 console.exit_reply.into()
             }
             Some(Command::Help) => console.help.into(),
+            Some(c @ (Command::Unplug | Command::Plug)) => match &console.plugged {
+                Some(plugged) => {
+                    let plug = c == Command::Plug;
+                    plugged.store(plug, Ordering::Relaxed);
+                    if plug {
+                        "reader plugged in".into()
+                    } else {
+                        "reader unplugged (the cards stay)".into()
+                    }
+                }
+                None => format!("unknown command \"{}\"; {}", line.trim(), console.help),
+            },
             Some(Command::Bad(e)) => format!("{e}; {}", console.help),
         };
         let mut out = std::io::stdout().lock();
@@ -154,6 +174,7 @@ pub(crate) fn start(
     let handle = signals.handle();
     let signal_thread = {
         let set = Arc::clone(set);
+        let unit = console.unit;
         std::thread::Builder::new()
             .name("signals".into())
             .spawn(move || {
@@ -168,7 +189,7 @@ pub(crate) fn start(
                         match result {
                             Ok(()) => log::info!(
                                 "{} {}: card {}",
-                                console.unit,
+                                unit,
                                 r.id.0,
                                 if insert { "inserted" } else { "removed" }
                             ),
@@ -203,6 +224,8 @@ mod tests {
         assert_eq!(p("list"), Some(Command::List));
         assert_eq!(p("quit"), Some(Command::Exit));
         assert_eq!(p("exit"), Some(Command::Exit));
+        assert_eq!(p("unplug"), Some(Command::Unplug));
+        assert_eq!(p(" plug "), Some(Command::Plug));
         assert_eq!(p(""), None);
         assert_eq!(p("  "), None);
         assert_eq!(

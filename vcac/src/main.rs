@@ -94,9 +94,9 @@ enum Command {
     /// usb-ccid needed): the guest's own USB stack, pcscd and libccid see
     /// a reader with one slot per card. Reconnects while QEMU restarts.
     /// Without --card, uses the embedded default card (PIN 12345678).
-    /// Standard input takes `remove [N]`, `insert [N]`, `list`, `exit`;
-    /// SIGUSR1 removes the cards, SIGUSR2 inserts them; Ctrl-C or SIGTERM
-    /// unplugs the reader and exits.
+    /// Standard input takes `remove [N]`, `insert [N]`, `list`, `unplug`,
+    /// `plug`, `exit`; SIGUSR1 removes the cards, SIGUSR2 inserts them;
+    /// Ctrl-C or SIGTERM unplugs the reader and exits.
     #[command(name = "usbredir")]
     Usbredir(usbredir::Args),
     /// Run an APDU script against a card, with expectations.

@@ -140,6 +140,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
             unit: "reader",
             help: HELP,
             exit_reply: "exiting",
+            plugged: None,
         },
         !args.no_stdin,
     )?;

@@ -5,6 +5,7 @@
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 
 use crate::console::Peer;
@@ -175,7 +176,8 @@ fn parse_vid_pid(s: &str) -> Result<(u16, u16), String> {
     Ok((hex(v)?, hex(p)?))
 }
 
-const HELP: &str = "commands: remove [N] | insert [N] | list | exit   (N: slot, default 0)";
+const HELP: &str =
+    "commands: remove [N] | insert [N] | list | unplug | plug | exit   (N: slot, default 0)";
 
 pub(crate) fn run(args: Args) -> Result<(), String> {
     let peer = Peer::from_args(&args.connect, &args.listen)?;
@@ -266,6 +268,8 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
     let _ = stdout.flush();
     drop(stdout);
 
+    // `unplug` / `plug` on standard input; the session follows it.
+    let plugged = Arc::new(AtomicBool::new(true));
     let (signal_handle, signal_thread) = crate::console::start(
         &set,
         &stop,
@@ -274,6 +278,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
             unit: "slot",
             help: HELP,
             exit_reply: "unplugging and exiting",
+            plugged: Some(Arc::clone(&plugged)),
         },
         !args.no_stdin,
     )?;
@@ -284,6 +289,7 @@ pub(crate) fn run(args: Args) -> Result<(), String> {
             DataPathArg::Interrupt => DataPath::Interrupt,
             DataPathArg::Bulk => DataPath::Bulk,
         },
+        plugged: Some(plugged),
         ..tcp::Options::default()
     };
     let result = match peer {

@@ -33,6 +33,7 @@
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::net::{redial, sleep_unless, Dial};
@@ -57,6 +58,11 @@ pub struct Options {
     pub version: String,
     /// How the data endpoints are described to QEMU.
     pub data_path: DataPath,
+    /// If set, the device follows it: clearing it unplugs the device
+    /// (device_disconnect; the connection and the cards stay), setting it
+    /// plugs it in again. A new connection presents the device only while
+    /// it is set.
+    pub plugged: Option<Arc<AtomicBool>>,
 }
 
 impl Options {
@@ -79,6 +85,7 @@ impl Default for Options {
             poll_interval: Duration::from_millis(20),
             version: concat!("vcac usbredir host ", env!("CARGO_PKG_VERSION")).into(),
             data_path: DataPath::default(),
+            plugged: None,
         }
     }
 }
@@ -169,7 +176,20 @@ pub fn session(
     let mut chunk = vec![0u8; 64 * 1024];
     let mut out = Vec::with_capacity(4096);
     let mut greeted = false;
+    let mut plugged = true;
     loop {
+        if let Some(want) = options.plugged.as_ref().map(|p| p.load(Ordering::Relaxed)) {
+            if want != plugged {
+                plugged = want;
+                if want {
+                    log::info!("usbredir: plugging the device in again");
+                    host.plug();
+                } else {
+                    log::info!("usbredir: unplugging the device (the connection stays)");
+                    host.unplug();
+                }
+            }
+        }
         // With bulk endpoints, what the peer's packets already settled
         // (bulk OUT statuses, control answers) goes out before any card
         // work: QEMU completes the guest's OUT transfer and the guest
