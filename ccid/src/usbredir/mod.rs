@@ -107,6 +107,10 @@ pub const MAX_HELD_IN: usize = 64;
 pub const MAX_HELD_OUT: usize = 8;
 /// Answered bulk IN packets remembered for a late cancel.
 const ANSWERED_KEPT: usize = 16;
+/// Pushed interrupt-path answers remembered until the guest's next OUT
+/// data: the largest `DeviceConfig::queue_depth`, as many as can be
+/// answered between two commands.
+const PUSHED_KEPT: usize = 64;
 /// Events kept for [`UsbRedirHost::poll_event`].
 const EVENTS_KEPT: usize = 64;
 
@@ -136,19 +140,6 @@ pub enum DataPath {
     /// Bulk endpoints, as the descriptors say: for a usbredir peer that
     /// expects ep_info to match them.
     Bulk,
-}
-
-impl core::str::FromStr for DataPath {
-    type Err = String;
-    fn from_str(s: &str) -> Result<DataPath, String> {
-        match s {
-            "interrupt" => Ok(DataPath::Interrupt),
-            "bulk" => Ok(DataPath::Bulk),
-            other => Err(format!(
-                "unknown data path \"{other}\" (expected interrupt or bulk)"
-            )),
-        }
-    }
 }
 
 /// Something worth logging that happened on the connection.
@@ -834,19 +825,9 @@ impl UsbRedirHost {
                 format!("length {} but {} data bytes", b.length, data.len()),
             );
         }
-        if !self.held_out.is_empty() {
-            if self.held_out.len() >= MAX_HELD_OUT {
-                return refuse(self, "device busy and OUT queue full".into());
-            }
-            self.held_out.push_back(OutRequest {
-                id,
-                endpoint: b.endpoint,
-                data: data.to_vec(),
-                interrupt: false,
-            });
-            return;
+        if !self.accept_out(id, b.endpoint, data, false) {
+            refuse(self, "device busy and OUT queue full".into());
         }
-        self.feed_out(id, b.endpoint, data, false);
     }
 
     /// QEMU started or stopped interrupt receiving on the data IN endpoint.
@@ -899,21 +880,31 @@ impl UsbRedirHost {
             let why = format!("length {length} but {} data bytes", data.len());
             return answer(self, Status::Inval, Some(why));
         }
-        if !self.held_out.is_empty() {
-            if self.held_out.len() >= MAX_HELD_OUT {
-                log::warn!("usbredir: device busy and OUT queue full: {length} bytes lost");
-                let why = "device busy and OUT queue full".to_owned();
-                return answer(self, Status::IoError, Some(why));
-            }
-            self.held_out.push_back(OutRequest {
-                id,
-                endpoint,
-                data: data.to_vec(),
-                interrupt: true,
-            });
-            return;
+        if !self.accept_out(id, endpoint, data, true) {
+            log::warn!("usbredir: device busy and OUT queue full: {length} bytes lost");
+            let why = "device busy and OUT queue full".to_owned();
+            answer(self, Status::IoError, Some(why));
         }
-        self.feed_out(id, endpoint, data, true);
+    }
+
+    /// Feeds OUT data to the device, or holds it behind packets already
+    /// held (in order); false when that queue is full and the caller must
+    /// refuse the packet.
+    fn accept_out(&mut self, id: u64, endpoint: u8, data: &[u8], interrupt: bool) -> bool {
+        if self.held_out.is_empty() {
+            self.feed_out(id, endpoint, data, interrupt);
+            return true;
+        }
+        if self.held_out.len() >= MAX_HELD_OUT {
+            return false;
+        }
+        self.held_out.push_back(OutRequest {
+            id,
+            endpoint,
+            data: data.to_vec(),
+            interrupt,
+        });
+        true
     }
 
     /// Feeds an OUT packet to the device and acknowledges it; `false`
@@ -1219,7 +1210,7 @@ impl UsbRedirHost {
             return;
         };
         self.push_message(ep, max, &message);
-        if self.pushed.len() >= MAX_HELD_OUT {
+        if self.pushed.len() >= PUSHED_KEPT {
             self.pushed.pop_front();
         }
         self.pushed.push_back(message);
