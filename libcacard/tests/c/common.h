@@ -70,6 +70,16 @@ static inline void x(VReader *r, const char *key, const char *hex) {
     xfr(r, key, hex, 270, NULL);
 }
 
+/* Up to `room` readers of vreader_get_reader_list(), in its order. */
+static inline int list_readers(VReader **out, int room) {
+    int n = 0;
+    VReaderList *list = vreader_get_reader_list();
+    for (VReaderListEntry *e = vreader_list_get_first(list); e && n < room; e = vreader_list_get_next(e))
+        out[n++] = vreader_list_get_reader(e);
+    vreader_list_delete(list);
+    return n;
+}
+
 /* The options string QEMU's ccid-card-emulated builds. */
 static inline void qemu_options(char *buf, size_t size, const char *reader) {
     snprintf(buf, size, "db=\"%s\" use_hw=no soft=(,%s,CAC,,%s)",

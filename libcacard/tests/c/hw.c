@@ -128,11 +128,7 @@ int main(void) {
 
     /* /list */
     VReader *readers[16];
-    int n = 0;
-    VReaderList *list = vreader_get_reader_list();
-    for (VReaderListEntry *e = vreader_list_get_first(list); e && n < 16; e = vreader_list_get_next(e))
-        readers[n++] = vreader_list_get_reader(e);
-    vreader_list_delete(list);
+    int n = list_readers(readers, 16);
     printf("readers %d\n", n);
     VReader *r = NULL;
     for (int i = 0; i < n; i++) {
