@@ -40,10 +40,10 @@
 use std::time::{Duration, Instant};
 
 use vcac_tests::guest::{
-    field, free_port, output, results, usbredir_guest_image, with_init, workspace_root, Guest,
-    VcacChild, CCID_DRIVER,
+    field, free_port, qemu_version, require_guest_peers, results, usbredir_guest_image, with_init,
+    workspace_root, Guest, VcacChild,
 };
-use vcac_tests::{require_peers, vcac_bin, write_default_card};
+use vcac_tests::{vcac_bin, write_default_card};
 
 const READERS: [&str; 2] = ["usbredir", "usb-ccid"];
 
@@ -61,17 +61,8 @@ fn main() {
     let full = std::env::args().any(|a| a == "--bench");
     let (k, rounds) = if full { (200_u32, 9_usize) } else { (10, 1) };
     let started = Instant::now();
-    require_peers(&[
-        "qemu-system-x86_64",
-        "apt-get",
-        "dpkg-deb",
-        "/bin/busybox",
-        "pcscd",
-        "opensc-tool",
-        CCID_DRIVER,
-    ]);
-    let qemu_version = output("qemu-system-x86_64", &["--version"]);
-    let qemu_version = qemu_version.lines().next().unwrap_or_default().to_owned();
+    require_guest_peers(&[]);
+    let qemu_version = qemu_version();
     let tmp = tempfile::tempdir().unwrap();
     let image = with_init(
         &usbredir_guest_image(),

@@ -528,10 +528,7 @@ impl VcacChild {
     }
 
     fn sigterm(&self) -> bool {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .is_ok_and(|s| s.success())
+        crate::sigterm(&self.child)
     }
 
     /// Waits for it to exit; its status.
@@ -554,16 +551,7 @@ impl VcacChild {
 impl Drop for VcacChild {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            self.sigterm();
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            crate::terminate(&mut self.child, Duration::from_secs(3));
         }
     }
 }

@@ -32,6 +32,35 @@ pub const VPCD_DRIVER: &str = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so";
 /// libccid's serial driver.
 pub const CCIDTWIN_DRIVER: &str = "/usr/lib/pcsc/drivers/serial/libccidtwin.so";
 
+/// Sends SIGTERM to `child` (`kill -TERM`); true if `kill` succeeded.
+pub fn sigterm(child: &Child) -> bool {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Waits up to `grace` for `child` to exit, then kills it; true if it
+/// exited by itself.
+pub fn wait_or_kill(child: &mut Child, grace: Duration) -> bool {
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// SIGTERM, then [`wait_or_kill`].
+pub fn terminate(child: &mut Child, grace: Duration) {
+    sigterm(child);
+    wait_or_kill(child, grace);
+}
+
 /// Fails the test unless every listed program or file exists.
 pub fn require_peers(what: &[&str]) {
     let missing = missing_peers(what);
@@ -423,21 +452,11 @@ impl PcscEnv {
 
 impl Drop for PcscEnv {
     fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
+        for c in &self.children {
+            sigterm(c);
         }
         for c in &mut self.children {
-            let deadline = Instant::now() + Duration::from_secs(3);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            wait_or_kill(c, Duration::from_secs(3));
         }
         let _ = self.pcscd.kill();
         let _ = self.pcscd.wait();

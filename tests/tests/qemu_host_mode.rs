@@ -33,7 +33,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use vcac_tests::guest::{
     assert_cac_bound, assert_read_and_signed, guest_image, libcacard_dropin, results, with_init,
@@ -83,18 +83,7 @@ struct Serve {
 impl Serve {
     fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = c.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
+            vcac_tests::terminate(&mut c, Duration::from_secs(5));
         }
     }
 

@@ -21,10 +21,10 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use vcac_tests::guest::{
-    assert_rsa_signature, free_port, joined_hex, one, output, results, usbredir_guest_image, Guest,
-    VcacChild, CCID_DRIVER,
+    assert_rsa_signature, free_port, joined_hex, one, qemu_version, require_guest_peers, results,
+    usbredir_guest_image, Guest, VcacChild,
 };
-use vcac_tests::{pem_to_der, require_peers, vcac_bin, write_default_card, OPENSC_PKCS11};
+use vcac_tests::{pem_to_der, vcac_bin, write_default_card};
 
 /// One guest at a time: two TCG guests on two CPUs only slow each other.
 static ONE_GUEST: Mutex<()> = Mutex::new(());
@@ -35,20 +35,8 @@ const RTT_APDUS: u32 = 200;
 fn run_guest(machine: &str, data_path: &str) {
     let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();
-    require_peers(&[
-        "qemu-system-x86_64",
-        "apt-get",
-        "dpkg-deb",
-        "/bin/busybox",
-        "pcscd",
-        "opensc-tool",
-        "pkcs11-tool",
-        "openssl",
-        OPENSC_PKCS11,
-        CCID_DRIVER,
-    ]);
-    let qemu_version = output("qemu-system-x86_64", &["--version"]);
-    let qemu_version = qemu_version.lines().next().unwrap_or_default().to_owned();
+    require_guest_peers(&[]);
+    let qemu_version = qemu_version();
     let image = usbredir_guest_image();
     let image_time = started.elapsed();
     vcac_bin();
